@@ -1,0 +1,21 @@
+"""ecomcore: an embeddable, C-accelerated ranking core for interest and trust e-commerce.
+
+score(u, m) = (sum_t A[u, t] * B[t, m] + follow_weight * F[u, m]) * w[m], top-k per user,
+computed by fused Cython kernels that never build the users x merchants matrix.
+"""
+
+from ecomcore._config import show_config
+from ecomcore.ranking import Ranker, sparse_topk
+from ecomcore.topk import TopK, concat_topk, merge_topk
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Ranker",
+    "TopK",
+    "concat_topk",
+    "merge_topk",
+    "show_config",
+    "sparse_topk",
+    "__version__",
+]

@@ -1,0 +1,552 @@
+"""Synthetic Zipf-like markets for examples, tests and benchmarks.
+
+A *market* is the input of the ranking kernel: a users x tags interest matrix, a tags x
+merchants matrix, a trust value per merchant and a mask of banned merchants.  Tag popularity
+follows a bounded Zipf law on both sides.  Two regimes matter for performance:
+
+* ``shared_popularity=True``: the same tags are popular for users and merchants, so a user's
+  head tags reach most merchants (a *dense* product).
+* ``shared_popularity=False``: merchant-side popularity is an independent permutation of the
+  tags, so users reach only a few percent of the merchants (a *sparse* product).
+
+Generation is vectorised (alias-method sampling in row chunks, de-duplication by sorting
+``row * n_tags + tag`` keys), seeded and deterministic: the same arguments give identical
+arrays on every run and platform.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+from typing import Callable, Tuple
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+__all__ = ["Market", "compare_topk", "scipy_topk", "synthetic_market"]
+
+# Rows generated per chunk: keeps the temporaries cache-sized (a few hundred thousand draws).
+# Fixed, so that results never depend on anything but the arguments.
+_CHUNK_ROWS = 8192
+# Rounds of top-up draws for rows that still lack distinct tags (only matters when a row asks
+# for nearly all columns of a tiny matrix); rows still short afterwards keep what they have.
+_MAX_ROUNDS = 64
+
+
+@dataclass(frozen=True, eq=False)
+class Market:
+    """A generated market: the inputs of :class:`ecomcore.Ranker`.
+
+    Attributes
+    ----------
+    user_tags : scipy.sparse.csr_array
+        Interest weights, shape ``(n_users, n_tags)``, canonical CSR (sorted indices, no
+        duplicates), values in ``[0.1, 1)``.
+    merchant_tags : scipy.sparse.csr_array
+        Merchant tag weights, shape ``(n_tags, n_merchants)``, canonical CSR, values in
+        ``[0.1, 1)``.
+    trust : numpy.ndarray
+        Trust per merchant, shape ``(n_merchants,)``, values in ``[0.05, 1]``.
+    banned : numpy.ndarray
+        Boolean mask of banned merchants, shape ``(n_merchants,)``.
+    follows : scipy.sparse.csr_array or None
+        Optional follow weights, shape ``(n_users, n_merchants)`` (all ones), canonical CSR.
+    """
+
+    user_tags: sp.csr_array
+    merchant_tags: sp.csr_array
+    trust: np.ndarray
+    banned: np.ndarray
+    follows: sp.csr_array | None = None
+
+    @property
+    def n_users(self) -> int:
+        """Number of users (rows of ``user_tags``)."""
+        return int(self.user_tags.shape[0])
+
+    @property
+    def n_tags(self) -> int:
+        """Number of tags."""
+        return int(self.user_tags.shape[1])
+
+    @property
+    def n_merchants(self) -> int:
+        """Number of merchants (columns of ``merchant_tags``)."""
+        return int(self.merchant_tags.shape[1])
+
+    def merchant_weight(self) -> np.ndarray:
+        """Return the default ranking weight per merchant: ``trust``, 0 where banned.
+
+        Returns
+        -------
+        numpy.ndarray
+            ``trust`` with banned merchants set to 0 (same dtype as ``trust``).
+        """
+        w = self.trust.copy()
+        w[self.banned] = 0
+        return w
+
+    def folded_merchant_tags(self) -> sp.csr_array:
+        """Return ``B' = B @ diag(w)`` with ``w`` from :meth:`merchant_weight`, zeros removed.
+
+        This is the problem handed to peers that know nothing of trust or bans (scipy,
+        sparse_dot_topn): ``user_tags @ B'`` holds the same scores as ecomcore's kernel.
+
+        Returns
+        -------
+        scipy.sparse.csr_array
+            Canonical CSR of shape ``(n_tags, n_merchants)``, same dtype as ``merchant_tags``.
+        """
+        b = self.merchant_tags
+        w = self.merchant_weight().astype(b.dtype, copy=False)
+        data = b.data * w[b.indices]
+        folded = sp.csr_array((data, b.indices.copy(), b.indptr.copy()), shape=b.shape)
+        folded.eliminate_zeros()
+        return folded
+
+    def multiply_adds(self) -> int:
+        """Return the multiply-adds of the product ``user_tags @ merchant_tags``.
+
+        Returns
+        -------
+        int
+            Sum over users of the sum over their tags of the number of merchants holding the
+            tag (the work of a row-wise sparse product).
+        """
+        per_tag = np.diff(self.merchant_tags.indptr).astype(np.int64)
+        return int(per_tag[self.user_tags.indices].sum())
+
+
+def _check_int(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__}")
+    value = int(value)
+    if value < minimum:
+        raise ValueError(f"{name}: must be >= {minimum}, got {value}")
+    return value
+
+
+def _check_real(name: str, value: object) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name}: must be finite, got {value}")
+    return value
+
+
+def _alias_table(p: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """Build Walker/Vose alias tables for the discrete distribution ``p`` (sums to 1)."""
+    n = p.size
+    q = (p * n).tolist()
+    prob = np.ones(n, dtype=np.float64)
+    alias = np.arange(n, dtype=np.int64)
+    small = [i for i in range(n) if q[i] < 1.0]
+    large = [i for i in range(n) if q[i] >= 1.0]
+    while small and large:
+        s = small.pop()
+        g = large.pop()
+        prob[s] = q[s]
+        alias[s] = g
+        q[g] = (q[g] + q[s]) - 1.0
+        (small if q[g] < 1.0 else large).append(g)
+    # Whatever is left has probability 1 up to rounding: prob stays 1.
+    return prob, alias
+
+
+def _zipf_sampler(
+    n_cols: int, a: float, perm: np.ndarray
+) -> Callable[[np.random.Generator, int], np.ndarray]:
+    """Return ``draw(rng, n)``: ``n`` column ids, rank r drawn with p ~ (r+1)^-a, mapped by perm."""
+    p = np.arange(1, n_cols + 1, dtype=np.float64) ** (-a)
+    p /= p.sum()
+    prob, alias = _alias_table(p)
+    # Fold the popularity permutation into the tables: one gather per draw.
+    col_dtype = np.int32 if n_cols < 2**31 else np.int64
+    col_self = perm.astype(col_dtype)
+    col_alias = perm[alias].astype(col_dtype)
+
+    def draw(rng: np.random.Generator, n: int) -> np.ndarray:
+        x = rng.random(n) * n_cols
+        i = x.astype(np.intp)
+        np.minimum(i, n_cols - 1, out=i)
+        x -= i
+        return np.where(x < prob[i], col_self[i], col_alias[i])
+
+    return draw
+
+
+def _sorted_unique(keys: np.ndarray) -> np.ndarray:
+    keys = np.sort(keys)
+    if keys.size > 1:
+        keep = np.empty(keys.size, dtype=bool)
+        keep[0] = True
+        np.not_equal(keys[1:], keys[:-1], out=keep[1:])
+        keys = keys[keep]
+    return keys
+
+
+def _distinct_rows(
+    rng: np.random.Generator,
+    counts: np.ndarray,
+    n_cols: int,
+    draw: Callable[[np.random.Generator, int], np.ndarray],
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Sample ``counts[r]`` distinct columns per row (draw until that many distinct are held).
+
+    Returns ``(indptr, indices)`` of a canonical CSR structure (int64 indptr, int32/int64
+    indices sorted within rows).
+    """
+    n_rows = counts.size
+    idx_dtype = np.int32 if n_cols < 2**31 else np.int64
+    total = int(counts.sum())
+    indices = np.empty(total, dtype=idx_dtype)
+    row_nnz = np.zeros(n_rows, dtype=np.int64)
+    pos = 0
+    for start in range(0, n_rows, _CHUNK_ROWS):
+        c = counts[start : start + _CHUNK_ROWS]
+        r = c.size
+        # Keys row * n_cols + col in the narrowest integer type (int32 sorts faster).
+        key_dtype = np.int32 if r * n_cols < 2**31 else np.int64
+        rows = np.repeat(np.arange(r, dtype=key_dtype), c)
+        keys = _sorted_unique(rows * n_cols + draw(rng, rows.size))
+        deficit = c - np.bincount(keys // n_cols, minlength=r)
+        for _ in range(_MAX_ROUNDS):
+            active = np.flatnonzero(deficit > 0)
+            if active.size == 0:
+                break
+            rows = np.repeat(active.astype(key_dtype), deficit[active])
+            new = _sorted_unique(rows * n_cols + draw(rng, rows.size))
+            at = np.searchsorted(keys, new)
+            present = (
+                keys[np.minimum(at, keys.size - 1)] == new
+                if keys.size
+                else np.zeros(new.size, dtype=bool)
+            )
+            fresh = ~present
+            new = new[fresh]
+            keys = np.insert(keys, at[fresh], new)
+            deficit -= np.bincount(new // n_cols, minlength=r)
+        got = np.bincount(keys // n_cols, minlength=r)
+        row_nnz[start : start + r] = got
+        indices[pos : pos + keys.size] = keys % n_cols
+        pos += keys.size
+    indptr = np.zeros(n_rows + 1, dtype=np.int64)
+    np.cumsum(row_nnz, out=indptr[1:])
+    return indptr, indices[:pos]
+
+
+def _uniform(
+    rng: np.random.Generator, n: int, low: float, high: float, dtype: np.dtype
+) -> np.ndarray:
+    """Uniform values in ``[low, high]`` drawn directly in ``dtype`` (no float64 temporary)."""
+    out = rng.random(n, dtype=dtype)
+    out *= dtype.type(high - low)
+    out += dtype.type(low)
+    np.clip(out, low, high, out=out)
+    return out
+
+
+def _csr(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, shape: Tuple[int, int]
+) -> sp.csr_array:
+    """Assemble a canonical csr_array, with int32 index arrays whenever they fit."""
+    if indptr[-1] < 2**31 and max(shape) < 2**31:
+        indptr = indptr.astype(np.int32)
+        indices = indices.astype(np.int32, copy=False)
+    out = sp.csr_array((data, indices, indptr), shape=shape)
+    out.has_sorted_indices = True
+    out.has_canonical_format = True
+    return out
+
+
+def synthetic_market(
+    n_users: int,
+    n_tags: int,
+    n_merchants: int,
+    *,
+    seed: int = 0,
+    shared_popularity: bool = True,
+    zipf_a: float = 1.1,
+    user_tags_mean: float = 30,
+    merchant_tags: Tuple[int, int] = (3, 12),
+    banned_fraction: float = 0.01,
+    follows_mean: float = 0.0,
+    dtype: npt.DTypeLike = np.float32,
+) -> Market:
+    """Generate a seeded Zipf-like market.
+
+    Each user holds about ``user_tags_mean`` distinct tags (log-normal, sigma 0.5, clipped to
+    5..100 and to ``n_tags``); each merchant holds between ``merchant_tags[0]`` and
+    ``merchant_tags[1]`` distinct tags (uniform, clipped to ``n_tags``).  Tags are drawn with
+    bounded Zipf popularity ``p(rank) ~ rank ** -zipf_a`` until the row holds the wanted number
+    of distinct tags.  Weights are uniform in ``[0.1, 1)``, trust uniform in ``[0.05, 1]``.
+
+    Parameters
+    ----------
+    n_users : int
+        Number of users (>= 0).
+    n_tags : int
+        Number of tags (>= 1).
+    n_merchants : int
+        Number of merchants (>= 1).
+    seed : int, default 0
+        Seed (>= 0).  Independent streams are derived for the tag permutations, the users, the
+        merchants, trust/bans and follows, so e.g. the merchant side does not depend on
+        ``n_users``.
+    shared_popularity : bool, default True
+        True: merchants use the users' tag popularity ranking (dense product, users reach most
+        merchants).  False: an independent permutation (sparse product, users reach a few %).
+    zipf_a : float, default 1.1
+        Zipf exponent (>= 0; 0 is uniform popularity).
+    user_tags_mean : float, default 30
+        Median number of tags per user (> 0).
+    merchant_tags : tuple of int, default (3, 12)
+        Inclusive range of the number of tags per merchant (``1 <= lo <= hi``).
+    banned_fraction : float, default 0.01
+        Fraction of merchants banned (in ``[0, 1]``), rounded to a whole number of merchants.
+    follows_mean : float, default 0.0
+        Mean number of followed merchants per user (Poisson, uniform merchants, weight 1);
+        0 gives ``follows=None``.
+    dtype : numpy dtype, default numpy.float32
+        float32 or float64: dtype of the matrix values and of ``trust``.
+
+    Returns
+    -------
+    Market
+        The generated market.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type.
+    ValueError
+        If an argument is out of range; the message names the argument.
+
+    Examples
+    --------
+    >>> from ecomcore.datasets import synthetic_market
+    >>> m = synthetic_market(1000, 200, 500, seed=1)
+    >>> m.user_tags.shape, m.merchant_tags.shape, m.trust.shape
+    ((1000, 200), (200, 500), (500,))
+    """
+    n_users = _check_int("n_users", n_users, 0)
+    n_tags = _check_int("n_tags", n_tags, 1)
+    n_merchants = _check_int("n_merchants", n_merchants, 1)
+    seed = _check_int("seed", seed, 0)
+    if not isinstance(shared_popularity, (bool, np.bool_)):
+        raise TypeError(
+            f"shared_popularity: expected a bool, got {type(shared_popularity).__name__}"
+        )
+    zipf_a = _check_real("zipf_a", zipf_a)
+    if zipf_a < 0:
+        raise ValueError(f"zipf_a: must be >= 0, got {zipf_a}")
+    user_tags_mean = _check_real("user_tags_mean", user_tags_mean)
+    if user_tags_mean <= 0:
+        raise ValueError(f"user_tags_mean: must be > 0, got {user_tags_mean}")
+    try:
+        lo, hi = merchant_tags
+    except (TypeError, ValueError):
+        raise TypeError("merchant_tags: expected a pair (lo, hi) of integers") from None
+    lo = _check_int("merchant_tags", lo, 1)
+    hi = _check_int("merchant_tags", hi, 1)
+    if lo > hi:
+        raise ValueError(f"merchant_tags: need lo <= hi, got ({lo}, {hi})")
+    banned_fraction = _check_real("banned_fraction", banned_fraction)
+    if not 0.0 <= banned_fraction <= 1.0:
+        raise ValueError(f"banned_fraction: must be in [0, 1], got {banned_fraction}")
+    follows_mean = _check_real("follows_mean", follows_mean)
+    if follows_mean < 0:
+        raise ValueError(f"follows_mean: must be >= 0, got {follows_mean}")
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype: not a numpy dtype: {dtype!r}") from None
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype: must be float32 or float64, got {dtype}")
+
+    ss_perm, ss_users, ss_merch, ss_trust, ss_follow = np.random.SeedSequence(seed).spawn(5)
+
+    # Tag popularity: rank r -> tag perm[r]; the merchant side shares it or not.
+    rng = np.random.default_rng(ss_perm)
+    user_perm = rng.permutation(n_tags)
+    merch_perm = user_perm if shared_popularity else rng.permutation(n_tags)
+
+    # Users.
+    rng = np.random.default_rng(ss_users)
+    u_hi = min(100, n_tags)
+    u_lo = min(5, u_hi)
+    counts = rng.lognormal(math.log(user_tags_mean), 0.5, n_users)
+    counts = np.clip(np.rint(counts), u_lo, u_hi).astype(np.int64)
+    indptr, indices = _distinct_rows(rng, counts, n_tags, _zipf_sampler(n_tags, zipf_a, user_perm))
+    data = _uniform(rng, indices.size, 0.1, 1.0, dtype)
+    user_tags = _csr(indptr, indices, data, (n_users, n_tags))
+
+    # Merchants: generated merchant-major, stored tags x merchants.
+    rng = np.random.default_rng(ss_merch)
+    counts = rng.integers(min(lo, n_tags), min(hi, n_tags) + 1, n_merchants).astype(np.int64)
+    indptr, indices = _distinct_rows(rng, counts, n_tags, _zipf_sampler(n_tags, zipf_a, merch_perm))
+    data = _uniform(rng, indices.size, 0.1, 1.0, dtype)
+    by_merchant = sp.csr_array((data, indices, indptr), shape=(n_merchants, n_tags))
+    by_tag = by_merchant.T.tocsr()  # CSC -> CSR conversion yields sorted indices
+    by_tag.sort_indices()
+    merchant_tags_csr = _csr(
+        by_tag.indptr.astype(np.int64), by_tag.indices, by_tag.data, (n_tags, n_merchants)
+    )
+
+    # Trust and bans.
+    rng = np.random.default_rng(ss_trust)
+    trust = _uniform(rng, n_merchants, 0.05, 1.0, dtype)
+    banned = np.zeros(n_merchants, dtype=bool)
+    n_banned = int(round(banned_fraction * n_merchants))
+    if n_banned:
+        banned[rng.choice(n_merchants, n_banned, replace=False)] = True
+
+    # Follows (optional).
+    follows = None
+    if follows_mean > 0 and n_users > 0:
+        rng = np.random.default_rng(ss_follow)
+        counts = np.minimum(rng.poisson(follows_mean, n_users), n_merchants).astype(np.int64)
+
+        def uniform(g: np.random.Generator, n: int) -> np.ndarray:
+            idt = np.int32 if n_merchants < 2**31 else np.int64
+            return g.integers(0, n_merchants, n, dtype=idt)
+
+        indptr, indices = _distinct_rows(rng, counts, n_merchants, uniform)
+        data = np.ones(indices.size, dtype=dtype)
+        follows = _csr(indptr, indices, data, (n_users, n_merchants))
+
+    return Market(
+        user_tags=user_tags,
+        merchant_tags=merchant_tags_csr,
+        trust=trust,
+        banned=banned,
+        follows=follows,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Reference baselines (used by ``ecomcore demo`` and ``bench/``)
+# --------------------------------------------------------------------------------------------
+
+
+def scipy_topk(
+    user_tags: sp.sparray | sp.spmatrix,
+    folded: sp.sparray | sp.spmatrix,
+    k: int,
+    *,
+    chunk_rows: int = 4096,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Top-k per row of ``user_tags @ folded`` the plain scipy way.
+
+    The product is materialised in row chunks (scipy SpGEMM), then each row's stored
+    entries are ``argpartition``-ed and the k best sorted.  Only stored entries of the
+    product are candidates (what a scipy user gets); ties are ordered by ascending column.
+
+    Parameters
+    ----------
+    user_tags : scipy sparse array or matrix
+        ``(n_users, n_tags)``.
+    folded : scipy sparse array or matrix
+        ``(n_tags, n_merchants)``, the merchant side with the weights folded in (see
+        :meth:`Market.folded_merchant_tags`).
+    k : int
+        Number of results per row (>= 1).
+    chunk_rows : int, default 4096
+        Rows multiplied at once.
+
+    Returns
+    -------
+    indices : numpy.ndarray
+        ``(n_users, min(k, n_merchants))`` int64, padded with -1.
+    scores : numpy.ndarray
+        Same shape, dtype of the product, padded with -inf; rows sorted by descending score.
+    """
+    a = sp.csr_array(user_tags)
+    b = sp.csr_array(folded)
+    n_users, n_cols = a.shape[0], b.shape[1]
+    width = min(int(k), n_cols)
+    dtype = np.result_type(a.dtype, b.dtype)
+    indices = np.full((n_users, width), -1, dtype=np.int64)
+    scores = np.full((n_users, width), -np.inf, dtype=dtype)
+    for start in range(0, n_users, chunk_rows):
+        c = sp.csr_array(a[start : start + chunk_rows] @ b)
+        ptr, idx, val = c.indptr, c.indices, c.data
+        for r in range(c.shape[0]):
+            lo, hi = ptr[r], ptr[r + 1]
+            n = hi - lo
+            if n == 0:
+                continue
+            v = val[lo:hi]
+            j = idx[lo:hi]
+            if n > width:
+                part = np.argpartition(v, n - width)[n - width :]
+                v = v[part]
+                j = j[part]
+            order = np.lexsort((j, -v))
+            m = order.size
+            indices[start + r, :m] = j[order]
+            scores[start + r, :m] = v[order]
+    return indices, scores
+
+
+def compare_topk(
+    indices_a: np.ndarray,
+    scores_a: np.ndarray,
+    indices_b: np.ndarray,
+    scores_b: np.ndarray,
+    *,
+    rtol: float = 1e-4,
+    atol: float = 1e-6,
+) -> int:
+    """Count rows whose top-k *sets* differ, allowing ties at the k-th score.
+
+    Two rows agree when they hold the same number of valid entries (index >= 0), their
+    sorted scores agree within tolerance, and every entry scoring clearly above the row's
+    k-th score (by more than the tolerance) appears in both.
+
+    Parameters
+    ----------
+    indices_a, scores_a : numpy.ndarray
+        ``(n_rows, width)`` results (-1 / -inf padding), rows sorted by descending score.
+    indices_b, scores_b : numpy.ndarray
+        The same for the other method.
+    rtol, atol : float
+        Tolerances for comparing scores (float32 sums in different orders differ).
+
+    Returns
+    -------
+    int
+        Number of rows that disagree (0 when everything matches).
+    """
+    ia = np.asarray(indices_a, dtype=np.int64)
+    ib = np.asarray(indices_b, dtype=np.int64)
+    sa = np.asarray(scores_a, dtype=np.float64)
+    sb = np.asarray(scores_b, dtype=np.float64)
+    if ia.shape != ib.shape or sa.shape != ia.shape or sb.shape != ib.shape:
+        raise ValueError(f"shapes differ: {ia.shape} vs {ib.shape}")
+    n_rows, width = ia.shape
+    if n_rows == 0 or width == 0:
+        return 0
+    va, vb = ia >= 0, ib >= 0
+    bad = va.sum(axis=1) != vb.sum(axis=1)
+    fa = np.where(va, sa, 0.0)
+    fb = np.where(vb, sb, 0.0)
+    tol = atol + rtol * np.maximum(np.abs(fa), np.abs(fb))
+    bad |= np.any(np.abs(fa - fb) > tol, axis=1)
+    # k-th (last valid) score per row; entries clearly above it must be in both sets
+    last = np.maximum(va.sum(axis=1) - 1, 0)
+    kth = np.where(va.any(axis=1), fa[np.arange(n_rows), last], -np.inf)
+    margin = atol + rtol * np.abs(kth)
+    n = int(max(ia.max(), ib.max())) + 1
+    row = np.arange(n_rows, dtype=np.int64)[:, None]
+    keys_a = np.where(va, row * n + ia, -1)
+    keys_b = np.where(vb, row * n + ib, -1)
+    strict_a = va & (fa > (kth + margin)[:, None])
+    strict_b = vb & (fb > (kth + margin)[:, None])
+    missing_a = strict_a & ~np.isin(keys_a, keys_b[vb])
+    missing_b = strict_b & ~np.isin(keys_b, keys_a[va])
+    bad |= missing_a.any(axis=1) | missing_b.any(axis=1)
+    return int(bad.sum())

@@ -1,0 +1,679 @@
+"""Interest x trust ranking: :func:`sparse_topk` and the prepared :class:`Ranker`.
+
+score(u, m) = (sum_t A[u, t] * B[t, m] + follow_weight * F[u, m]) * w[m]
+
+The merchant side (B, w) is validated and prepared once: B is stored as B' = B * diag(w) with
+the columns of zero-weight merchants dropped, so the kernel never visits a merchant that cannot
+be shown.  Every user-side input is validated (shapes, index ranges, NaN/inf, overflow) before
+:mod:`ecomcore_ext` touches it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+import scipy.sparse as sp
+
+from ecomcore._validation import (
+    CSRParts,
+    as_csr,
+    as_ids,
+    as_vector,
+    check_int,
+    check_real,
+    check_threshold,
+    resolve_threads,
+    value_dtype_of,
+)
+from ecomcore.topk import TopK, index_dtype_for
+from ecomcore_ext import _checks, _topk
+
+__all__ = ["Ranker", "sparse_topk"]
+
+ArrayLike = Any
+_EMPTY_PTR = {np.dtype(np.int32): np.zeros(0, np.int32), np.dtype(np.int64): np.zeros(0, np.int64)}
+# Work (multiply-adds plus a per-row overhead) handed to the kernel per call; between calls the
+# interpreter can deliver Ctrl-C and the progress callback runs.
+_BLOCK_WORK = 1 << 24
+_ROW_OVERHEAD = 64
+
+
+def _scan_min(n_cols: int) -> int:
+    """Rows whose multiply-add count reaches this select by a chunked full scan.
+
+    Below it the kernel keeps a list of touched merchants and selects among those only.
+    """
+    return max(n_cols // 4, 1)
+
+
+class _MerchantSide:
+    """B' = B * diag(w) restricted to merchants with w > 0, in one value and index dtype."""
+
+    __slots__ = ("indptr", "indices", "data", "weight", "row_absmax", "w_max")
+
+    def __init__(self, b: CSRParts, weight: np.ndarray, value_dtype: np.dtype, index_dtype: np.dtype):
+        w = np.ascontiguousarray(weight, dtype=value_dtype)
+        if not np.isfinite(w).all():
+            raise ValueError("merchant weights overflow the score dtype")
+        wcol = w[b.indices]
+        keep = wcol > 0
+        data = b.data.astype(value_dtype, copy=False) * wcol
+        if not keep.all():
+            kept_before = np.zeros(keep.shape[0] + 1, dtype=np.int64)
+            np.cumsum(keep, out=kept_before[1:])
+            indptr = kept_before[b.indptr]
+            indices = b.indices[keep]
+            data = data[keep]
+        else:
+            indptr, indices = b.indptr, b.indices
+        if data.size:
+            bad, _ = _checks.scan_values(np.ascontiguousarray(data))
+            if bad >= 0:
+                raise ValueError(
+                    "merchant_tags: B * weight overflows the score dtype; rescale the inputs"
+                )
+        self.indptr = np.ascontiguousarray(indptr, dtype=index_dtype)
+        self.indices = np.ascontiguousarray(indices, dtype=index_dtype)
+        self.data = np.ascontiguousarray(data, dtype=value_dtype)
+        self.weight = w
+        self.row_absmax = np.zeros(b.shape[0], dtype=np.float64)
+        _checks.row_abs_max(self.indptr, self.data, self.row_absmax)
+        self.w_max = float(w.max()) if w.size else 0.0
+
+
+class _Workspace(threading.local):
+    """Per-thread accumulators for single-user calls (kept zeroed between calls)."""
+
+    def __init__(self) -> None:
+        self.buffers: dict = {}
+
+
+class Ranker:
+    """Rank merchants for users by shared interests weighted by merchant trust.
+
+    Prepares the merchant side once (validation, trust weighting, dtype conversion) so that
+    many ranking calls, from many threads, share it.  A Ranker is immutable after construction
+    and safe to use from several threads at once.
+
+    Parameters
+    ----------
+    merchant_tags : sparse matrix or array, shape (n_tags, n_merchants)
+        Merchant interest profiles B.
+    trust : array_like, shape (n_merchants,), optional
+        Trust index in [0, 1]; default 1 for every merchant.
+    beta : float, default 1.0
+        Trust exponent (>= 0); 0 ranks by interest alone.
+    boost : array_like, shape (n_merchants,), optional
+        Non-negative multiplier g (e.g. >= 1 for trusted-purchase guarantees); default 1.
+    banned : array_like, optional
+        Boolean mask over merchants, or an array of banned merchant ids.
+    min_trust : float, default 0.0
+        Merchants with trust below this get weight 0 (never shown).
+    follow_weight : float, default 1.0
+        Weight of the follow matrix F in the score.
+
+    Notes
+    -----
+    ``w[m] = 0`` if banned or ``trust[m] < min_trust``, else ``trust[m] ** beta * boost[m]``.
+    Merchants with ``w[m] == 0`` are never candidates.
+    """
+
+    def __init__(
+        self,
+        merchant_tags: ArrayLike,
+        *,
+        trust: Optional[ArrayLike] = None,
+        beta: float = 1.0,
+        boost: Optional[ArrayLike] = None,
+        banned: Optional[ArrayLike] = None,
+        min_trust: float = 0.0,
+        follow_weight: float = 1.0,
+    ) -> None:
+        vdt = value_dtype_of(merchant_tags)
+        b = as_csr(merchant_tags, "merchant_tags", value_dtype=vdt)
+        n_m = b.shape[1]
+        beta = check_real(beta, "beta", minimum=0.0)
+        min_trust = check_real(min_trust, "min_trust", minimum=0.0)
+        if min_trust > 1:
+            raise ValueError(f"min_trust: must be in [0, 1], got {min_trust}")
+        t = (
+            np.ones(n_m)
+            if trust is None
+            else as_vector(trust, "trust", n_m, minimum=0.0, maximum=1.0)
+        )
+        g = np.ones(n_m) if boost is None else as_vector(boost, "boost", n_m, minimum=0.0)
+        w = np.power(t, beta) * g
+        if not np.isfinite(w).all():
+            raise ValueError("boost: trust ** beta * boost overflows")
+        w[t < min_trust] = 0.0
+        if banned is not None:
+            w[_banned_mask(banned, n_m)] = 0.0
+        self._init(b, w, vdt, follow_weight)
+
+    @classmethod
+    def _from_weight(
+        cls, merchant_tags: ArrayLike, weight: Optional[ArrayLike], follow_weight: float,
+        value_dtype: np.dtype,
+    ) -> Ranker:
+        b = as_csr(merchant_tags, "merchant_tags", value_dtype=value_dtype)
+        n_m = b.shape[1]
+        w = np.ones(n_m) if weight is None else as_vector(
+            weight, "merchant_weight", n_m, minimum=0.0
+        )
+        self = cls.__new__(cls)
+        self._init(b, w, value_dtype, follow_weight)
+        return self
+
+    def _init(self, b: CSRParts, w: np.ndarray, vdt: np.dtype, follow_weight: float) -> None:
+        self._b = b
+        self._dtype = np.dtype(vdt)
+        self._follow_weight = check_real(follow_weight, "follow_weight")
+        w = np.asarray(w, dtype=np.float64)
+        w.setflags(write=False)
+        self._w = w
+        self._sides: dict = {}
+        self._lock = threading.Lock()
+        self._ws = _Workspace()
+        self._side(self._dtype, b.indptr.dtype)  # validate B * w now, not at the first call
+
+    # -- properties -----------------------------------------------------------------------
+    @property
+    def merchant_weight(self) -> np.ndarray:
+        """Per-merchant weight ``w`` (read-only float64 array)."""
+        return self._w
+
+    @property
+    def n_merchants(self) -> int:
+        """Number of merchants (columns of B)."""
+        return self._b.shape[1]
+
+    @property
+    def n_tags(self) -> int:
+        """Number of interest tags (rows of B)."""
+        return self._b.shape[0]
+
+    @property
+    def follow_weight(self) -> float:
+        """Weight of the follow matrix in the score."""
+        return self._follow_weight
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Value dtype of the merchant side (float32 or float64)."""
+        return self._dtype
+
+    def __repr__(self) -> str:
+        return (
+            f"Ranker(n_tags={self.n_tags}, n_merchants={self.n_merchants}, "
+            f"dtype={self._dtype}, follow_weight={self._follow_weight})"
+        )
+
+    # -- internals ------------------------------------------------------------------------
+    def _side(self, vdt: np.dtype, idt: np.dtype) -> _MerchantSide:
+        key = (np.dtype(vdt), np.dtype(idt))
+        side = self._sides.get(key)
+        if side is None:
+            with self._lock:
+                side = self._sides.get(key)
+                if side is None:
+                    side = _MerchantSide(self._b, self._w, key[0], key[1])
+                    self._sides[key] = side
+        return side
+
+    def _user_inputs(
+        self, user_tags: ArrayLike, follows: Optional[ArrayLike], exclude: Optional[ArrayLike]
+    ) -> tuple:
+        vdt = np.dtype(np.float32) if (
+            self._dtype == np.float32 and value_dtype_of(user_tags) == np.float32
+        ) else np.dtype(np.float64)
+        a = as_csr(user_tags, "user_tags", value_dtype=vdt, shape=(None, self.n_tags))
+        n_u = a.shape[0]
+        f = None if follows is None else as_csr(
+            follows, "follows", value_dtype=vdt, shape=(n_u, self.n_merchants)
+        )
+        e = None if exclude is None else as_csr(
+            exclude, "exclude", value_dtype=vdt, structural=True, shape=(n_u, self.n_merchants)
+        )
+        parts = [a, self._b] + [x for x in (f, e) if x is not None]
+        idt = np.dtype(np.int64) if any(p.indptr.dtype == np.int64 for p in parts) else np.dtype(
+            np.int32
+        )
+        a = a.astype(idt, vdt)
+        f = None if f is None else f.astype(idt, vdt)
+        e = None if e is None else e.astype(idt, vdt)
+        return a, f, e, vdt, idt
+
+    def _plan(self, a: CSRParts, f: Optional[CSRParts], side: _MerchantSide, vdt: np.dtype) -> np.ndarray:
+        """Per-row work (for block planning) after ruling out overflow."""
+        work = np.empty(a.shape[0], dtype=np.int64)
+        idt = a.indptr.dtype
+        f_ptr = _EMPTY_PTR[idt] if f is None else f.indptr
+        f_data = np.zeros(0, vdt) if f is None else f.data
+        bound = _checks.row_work_and_bound(
+            a.indptr, a.indices, a.data, side.indptr, side.row_absmax,
+            f_ptr, f_data, abs(self._follow_weight) * side.w_max, work,
+        )
+        if not bound < np.finfo(vdt).max / 4:
+            raise ValueError(
+                f"user_tags: scores could overflow {vdt} (magnitude bound {bound:.3g}); "
+                "rescale the inputs or use float64"
+            )
+        return work
+
+    @staticmethod
+    def _blocks(work: np.ndarray, start: int, stop: int, n_threads: int) -> list[tuple[int, int]]:
+        if stop <= start:
+            return []
+        cost = np.cumsum(work[start:stop] + _ROW_OVERHEAD)
+        bounds = [start]
+        min_rows = 8 * n_threads
+        target = _BLOCK_WORK * n_threads
+        pos = 0
+        n = stop - start
+        while pos < n:
+            base = cost[pos - 1] if pos else 0
+            nxt = int(np.searchsorted(cost, base + target, side="right"))
+            nxt = min(max(nxt, pos + min_rows), n)
+            bounds.append(start + nxt)
+            pos = nxt
+        return list(zip(bounds[:-1], bounds[1:]))
+
+    def _run_rows(
+        self, a, f, e, side, vdt, idt, width, threshold, n_threads, row_start, row_end,
+        out_idx, out_sc, out_cnt, ws,
+    ) -> None:
+        _topk.fused_topk(
+            a.indptr, a.indices, a.data,
+            side.indptr, side.indices, side.data, side.weight,
+            _EMPTY_PTR[idt] if f is None else f.indptr,
+            _EMPTY_PTR[idt] if f is None else f.indices,
+            np.zeros(0, vdt) if f is None else f.data,
+            vdt.type(self._follow_weight),
+            _EMPTY_PTR[idt] if e is None else e.indptr,
+            _EMPTY_PTR[idt] if e is None else e.indices,
+            vdt.type(threshold), _scan_min(self.n_merchants),
+            row_start, row_end, out_idx, out_sc, out_cnt,
+            ws[0], ws[1], ws[2], ws[3], ws[4], n_threads,
+        )
+
+    def _workspace(self, n_threads: int, width: int, vdt: np.dtype, idt: np.dtype) -> tuple:
+        nt = n_threads if _topk.openmp_enabled() else 1
+        n_m = self.n_merchants
+        return (
+            np.zeros((nt, n_m), dtype=vdt),
+            np.zeros((nt, n_m), dtype=np.uint8),
+            np.empty((nt, n_m + 1), dtype=idt),
+            np.empty((nt, width), dtype=vdt),
+            np.empty((nt, width), dtype=idt),
+        )
+
+    def _finish(self, idx: np.ndarray, sc: np.ndarray, cnt: np.ndarray) -> TopK:
+        odt = index_dtype_for(self.n_merchants)
+        return TopK(idx.astype(odt, copy=False), sc, cnt.astype(odt, copy=False), self.n_merchants)
+
+    # -- public API -----------------------------------------------------------------------
+    def topk(
+        self,
+        user_tags: ArrayLike,
+        k: int = 10,
+        *,
+        follows: Optional[ArrayLike] = None,
+        exclude: Optional[ArrayLike] = None,
+        threshold: Optional[float] = None,
+        n_threads: Optional[int] = None,
+        progress: Optional[Callable[[int, int], Any]] = None,
+    ) -> TopK:
+        """Top-k merchants for every user.
+
+        Parameters
+        ----------
+        user_tags : sparse matrix or array, shape (n_users, n_tags)
+            User interest profiles A.
+        k : int, default 10
+            Merchants to keep per user (>= 1).
+        follows : sparse matrix, shape (n_users, n_merchants), optional
+            Follow / repeat-purchase strengths F; a followed merchant is a candidate.
+        exclude : sparse matrix, shape (n_users, n_merchants), optional
+            Any stored entry removes that merchant from that user's list.
+        threshold : float, optional
+            Keep only scores strictly greater than this; ``None`` keeps every candidate,
+            including negative scores and scores that cancel to exactly 0.
+        n_threads : int, optional
+            Threads to use; ``None`` uses every core the process may run on.
+        progress : callable, optional
+            Called as ``progress(rows_done, n_rows)`` after each block of rows.
+
+        Returns
+        -------
+        TopK
+            ``width = min(k, n_merchants)`` entries per user, padded with -1 / -inf.
+        """
+        k = check_int(k, "k")
+        threshold = check_threshold(threshold)
+        n_threads = resolve_threads(n_threads)
+        if progress is not None and not callable(progress):
+            raise TypeError("progress: expected a callable or None")
+        a, f, e, vdt, idt = self._user_inputs(user_tags, follows, exclude)
+        side = self._side(vdt, idt)
+        work = self._plan(a, f, side, vdt)
+        n_u = a.shape[0]
+        width = min(k, self.n_merchants)
+        out_idx = np.empty((n_u, width), dtype=idt)
+        out_sc = np.empty((n_u, width), dtype=vdt)
+        out_cnt = np.zeros(n_u, dtype=idt)
+        if n_u and width:
+            ws = self._workspace(n_threads, width, vdt, idt)
+            for r0, r1 in self._blocks(work, 0, n_u, n_threads):
+                self._run_rows(a, f, e, side, vdt, idt, width, threshold, n_threads, r0, r1,
+                               out_idx[r0:r1], out_sc[r0:r1], out_cnt[r0:r1], ws)
+                if progress is not None:
+                    progress(r1, n_u)
+        elif progress is not None:
+            progress(n_u, n_u)
+        return self._finish(out_idx, out_sc, out_cnt)
+
+    def iter_topk(
+        self,
+        user_tags: ArrayLike,
+        k: int = 10,
+        *,
+        chunk_rows: int = 65536,
+        follows: Optional[ArrayLike] = None,
+        exclude: Optional[ArrayLike] = None,
+        threshold: Optional[float] = None,
+        n_threads: Optional[int] = None,
+    ) -> Iterator[tuple[int, TopK]]:
+        """Stream the top-k in row blocks of at most ``chunk_rows`` users.
+
+        Same arguments and results as :meth:`topk`; yields ``(row_start, TopK)`` so that a
+        caller can write each block to disk.  Memory stays flat in the number of users: only
+        one block of output exists at a time (beyond the inputs themselves).
+
+        Yields
+        ------
+        tuple of (int, TopK)
+            First user of the block and the block's result.
+        """
+        k = check_int(k, "k")
+        chunk_rows = check_int(chunk_rows, "chunk_rows")
+        threshold = check_threshold(threshold)
+        n_threads = resolve_threads(n_threads)
+        a, f, e, vdt, idt = self._user_inputs(user_tags, follows, exclude)
+        return self._iter(a, f, e, vdt, idt, k, chunk_rows, threshold, n_threads)
+
+    def _iter(self, a, f, e, vdt, idt, k, chunk_rows, threshold, n_threads):
+        side = self._side(vdt, idt)
+        work = self._plan(a, f, side, vdt)
+        n_u = a.shape[0]
+        width = min(k, self.n_merchants)
+        ws = self._workspace(n_threads, width, vdt, idt) if width else None
+        for s0 in range(0, n_u, chunk_rows):
+            s1 = min(s0 + chunk_rows, n_u)
+            out_idx = np.empty((s1 - s0, width), dtype=idt)
+            out_sc = np.empty((s1 - s0, width), dtype=vdt)
+            out_cnt = np.zeros(s1 - s0, dtype=idt)
+            if width:
+                for r0, r1 in self._blocks(work, s0, s1, n_threads):
+                    self._run_rows(a, f, e, side, vdt, idt, width, threshold, n_threads, r0, r1,
+                                   out_idx[r0 - s0:r1 - s0], out_sc[r0 - s0:r1 - s0],
+                                   out_cnt[r0 - s0:r1 - s0], ws)
+            yield s0, self._finish(out_idx, out_sc, out_cnt)
+
+    def _one_user(self, tag_ids, tag_weights, follow_ids, follow_weights, name_ids, name_w):
+        """Validate one user's sparse vectors; return sorted CSR-style arrays and the dtype."""
+        ids = as_ids(tag_ids, name_ids, self.n_tags, unique=True)
+        vdt = np.dtype(np.float32) if (
+            self._dtype == np.float32 and value_dtype_of(tag_weights) == np.float32
+        ) else np.dtype(np.float64)
+        wts = _weights_for(tag_weights, name_w, ids.shape[0], vdt)
+        if ids.shape[0] > 1 and np.any(ids[1:] <= ids[:-1]):
+            order = np.argsort(ids, kind="stable")
+            ids, wts = ids[order], wts[order]
+        nz = wts != 0
+        if not nz.all():
+            ids, wts = ids[nz], wts[nz]
+        if follow_ids is None:
+            if follow_weights is not None:
+                raise ValueError("follow_weights: given without follow_ids")
+            fids = np.zeros(0, np.int64)
+            fw = np.zeros(0, vdt)
+        else:
+            fids = as_ids(follow_ids, "follow_ids", self.n_merchants, unique=True)
+            fw = (
+                np.ones(fids.shape[0], vdt)
+                if follow_weights is None
+                else _weights_for(follow_weights, "follow_weights", fids.shape[0], vdt)
+            )
+            if fids.shape[0] > 1 and np.any(fids[1:] <= fids[:-1]):
+                order = np.argsort(fids, kind="stable")
+                fids, fw = fids[order], fw[order]
+            nz = fw != 0
+            if not nz.all():
+                fids, fw = fids[nz], fw[nz]
+        idt = self._b.indptr.dtype
+        return ids.astype(idt), wts, fids.astype(idt), fw, vdt, idt
+
+    def _single_ws(self, vdt: np.dtype, idt: np.dtype) -> tuple:
+        key = (vdt, idt)
+        buf = self._ws.buffers.get(key)
+        if buf is None:
+            n_m = self.n_merchants
+            buf = (np.zeros((1, n_m), vdt), np.zeros((1, n_m), np.uint8),
+                   np.empty((1, n_m + 1), idt))
+            self._ws.buffers[key] = buf
+        return buf
+
+    def topk_one(
+        self,
+        tag_ids: ArrayLike,
+        tag_weights: ArrayLike,
+        k: int = 10,
+        *,
+        follow_ids: Optional[ArrayLike] = None,
+        follow_weights: Optional[ArrayLike] = None,
+        exclude_ids: Optional[ArrayLike] = None,
+    ) -> TopK:
+        """Top-k merchants for one user given as a sparse tag vector (online serving).
+
+        Single-threaded, with per-thread scratch buffers reused between calls; the result is
+        identical to :meth:`topk` on the same row.
+
+        Parameters
+        ----------
+        tag_ids, tag_weights : array_like
+            The user's tags (distinct ids in ``[0, n_tags)``) and their weights.  Weights are
+            computed in float32 only when the Ranker is float32 and ``tag_weights`` is a
+            float32 array; otherwise in float64 (as :meth:`topk` does for A).
+        k : int, default 10
+            Merchants to keep.
+        follow_ids, follow_weights : array_like, optional
+            Followed merchants and strengths (default 1 each).
+        exclude_ids : array_like, optional
+            Merchants never to return for this user.
+
+        Returns
+        -------
+        TopK
+            One row.
+        """
+        k = check_int(k, "k")
+        ids, wts, fids, fw, vdt, idt = self._one_user(
+            tag_ids, tag_weights, follow_ids, follow_weights, "tag_ids", "tag_weights"
+        )
+        if exclude_ids is None:
+            e_ptr = _EMPTY_PTR[idt]
+            e_idx = e_ptr
+        else:
+            e_idx = as_ids(exclude_ids, "exclude_ids", self.n_merchants).astype(idt)
+            e_ptr = np.array([0, e_idx.shape[0]], dtype=idt)
+        side = self._side(vdt, idt)
+        bound = float(np.abs(wts).astype(np.float64) @ side.row_absmax[ids]) + abs(
+            self._follow_weight
+        ) * side.w_max * float(np.abs(fw).sum())
+        if not bound < np.finfo(vdt).max / 4:
+            raise ValueError(f"tag_weights: scores could overflow {vdt}; rescale the inputs")
+        width = min(k, self.n_merchants)
+        out_idx = np.empty((1, width), dtype=idt)
+        out_sc = np.empty((1, width), dtype=vdt)
+        out_cnt = np.zeros(1, dtype=idt)
+        if width:
+            acc, mark, touched = self._single_ws(vdt, idt)
+            _topk.fused_topk(
+                np.array([0, ids.shape[0]], dtype=idt), ids, wts,
+                side.indptr, side.indices, side.data, side.weight,
+                np.array([0, fids.shape[0]], dtype=idt), fids, fw,
+                vdt.type(self._follow_weight),
+                e_ptr, e_idx,
+                vdt.type(-np.inf), _scan_min(self.n_merchants),
+                0, 1, out_idx, out_sc, out_cnt,
+                acc, mark, touched, np.empty((1, width), vdt), np.empty((1, width), idt), 1,
+            )
+        return self._finish(out_idx, out_sc, out_cnt)
+
+    def explain(
+        self,
+        tag_ids: ArrayLike,
+        tag_weights: ArrayLike,
+        merchant_ids: ArrayLike,
+        *,
+        follow_ids: Optional[ArrayLike] = None,
+        follow_weights: Optional[ArrayLike] = None,
+    ) -> dict:
+        """Break one user's score for the given merchants into its parts.
+
+        Parameters
+        ----------
+        tag_ids, tag_weights : array_like
+            The user's tag vector (as for :meth:`topk_one`).
+        merchant_ids : array_like
+            Merchants to explain.
+        follow_ids, follow_weights : array_like, optional
+            The user's follows (as for :meth:`topk_one`).
+
+        Returns
+        -------
+        dict of ndarray
+            ``merchant``; ``interest`` = sum_t a_t B[t, m]; ``follow`` = follow_weight * F[m];
+            ``weight`` = w[m]; ``score`` = the score :meth:`topk_one` computes (bit-identical
+            to it; equal to ``(interest + follow) * weight`` up to rounding); ``candidate``:
+            whether the merchant is reached and has ``w > 0`` (exclusions are not applied).
+        """
+        ids, wts, fids, fw, vdt, idt = self._one_user(
+            tag_ids, tag_weights, follow_ids, follow_weights, "tag_ids", "tag_weights"
+        )
+        mids = as_ids(merchant_ids, "merchant_ids", self.n_merchants)
+        side = self._side(vdt, idt)
+        score = np.zeros(mids.shape[0], vdt)
+        reached = np.zeros(mids.shape[0], np.uint8)
+        n_m = self.n_merchants
+        _topk.score_row(
+            ids, wts, side.indptr, side.indices, side.data, side.weight,
+            fids, fw, vdt.type(self._follow_weight), mids.astype(idt), score, reached,
+            np.zeros(n_m, vdt), np.zeros(n_m, np.uint8), np.empty(n_m + 1, idt),
+        )
+        b = self._b
+        bsub = sp.csr_array((b.data, b.indices, b.indptr), shape=b.shape)[ids.astype(np.int64)]
+        interest = np.asarray((sp.csr_array(wts.astype(np.float64)[None, :]) @ bsub).todense())[0]
+        interest = interest[mids]
+        follow = np.zeros(mids.shape[0], np.float64)
+        if fids.shape[0]:
+            pos = np.searchsorted(fids, mids)
+            hit = (pos < fids.shape[0]) & (fids[np.minimum(pos, fids.shape[0] - 1)] == mids)
+            follow[hit] = self._follow_weight * fw[pos[hit]].astype(np.float64)
+        weight = self._w[mids]
+        return {
+            "merchant": mids,
+            "interest": interest,
+            "follow": follow,
+            "weight": weight.copy(),
+            "score": score,
+            "candidate": (reached.astype(bool)) & (weight > 0),
+        }
+
+
+def _weights_for(x: ArrayLike, name: str, n: int, vdt: np.dtype) -> np.ndarray:
+    if sp.issparse(x):
+        raise TypeError(f"{name}: expected a 1-D array, got a sparse matrix")
+    arr = np.asarray(x)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.dtype == object or arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name}: expected numeric values, got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name}: expected {n} values (one per id), got shape {arr.shape}")
+    out = np.ascontiguousarray(arr, dtype=vdt)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name}: contains NaN or inf (or overflows {vdt})")
+    return out
+
+
+def _banned_mask(banned: ArrayLike, n: int) -> np.ndarray:
+    if sp.issparse(banned):
+        raise TypeError("banned: expected a bool mask or an array of merchant ids")
+    arr = np.asarray(banned)
+    if arr.dtype == bool:
+        if arr.shape != (n,):
+            raise ValueError(f"banned: a bool mask must have shape ({n},), got {arr.shape}")
+        return arr
+    ids = as_ids(arr, "banned", n)
+    mask = np.zeros(n, dtype=bool)
+    mask[ids] = True
+    return mask
+
+
+def sparse_topk(
+    user_tags: ArrayLike,
+    merchant_tags: ArrayLike,
+    k: int,
+    *,
+    merchant_weight: Optional[ArrayLike] = None,
+    follows: Optional[ArrayLike] = None,
+    follow_weight: float = 1.0,
+    exclude: Optional[ArrayLike] = None,
+    threshold: Optional[float] = None,
+    n_threads: Optional[int] = None,
+) -> TopK:
+    """Fused ``top-k((A @ B + follow_weight * F) * w)`` per row without forming ``A @ B``.
+
+    Parameters
+    ----------
+    user_tags : sparse matrix or array, shape (n_users, n_tags)
+        A.
+    merchant_tags : sparse matrix or array, shape (n_tags, n_merchants)
+        B.
+    k : int
+        Entries to keep per user.
+    merchant_weight : array_like, shape (n_merchants,), optional
+        Non-negative finite weights w (default 1); ``w == 0`` removes a merchant.
+    follows : sparse matrix, shape (n_users, n_merchants), optional
+        F.
+    follow_weight : float, default 1.0
+        Weight of F.
+    exclude : sparse matrix, shape (n_users, n_merchants), optional
+        Stored entries mark merchants never to return for that user.
+    threshold : float, optional
+        Keep scores strictly greater than this (default: keep all candidates).
+    n_threads : int, optional
+        Threads (default: every core the process may use).
+
+    Returns
+    -------
+    TopK
+        Scores are float32 when A and B are both float32, else float64.
+
+    See Also
+    --------
+    Ranker : prepares B and w once for repeated calls.
+    """
+    vdt = np.dtype(np.float32) if (
+        value_dtype_of(merchant_tags) == np.float32 and value_dtype_of(user_tags) == np.float32
+    ) else np.dtype(np.float64)
+    r = Ranker._from_weight(merchant_tags, merchant_weight, follow_weight, vdt)
+    return r.topk(user_tags, k, follows=follows, exclude=exclude, threshold=threshold,
+                  n_threads=n_threads)
+
+
+BannedLike = Union[np.ndarray, Sequence[int]]

@@ -1,0 +1,265 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Fused sparse interest x trust top-k kernels.
+
+Loops only: every argument is assumed validated by :mod:`ecomcore` (index ranges, shapes, finite
+values, no overflow).  Nothing here allocates Python objects inside the parallel region, and the
+GIL is released for the whole row loop.
+"""
+from cython.parallel cimport prange, threadid
+from libc.string cimport memset
+from libc.math cimport INFINITY
+from libc.stdint cimport int32_t, int64_t
+
+from ecomcore_ext._types cimport floating, index_t
+from ecomcore_ext._heap cimport heap_push, heap_sift_down, heap_sort_best_first
+
+cdef extern from "_simd.h" nogil:
+    float ec_max_f32(const float *p, Py_ssize_t n)
+    double ec_max_f64(const double *p, Py_ssize_t n)
+
+cdef extern from *:
+    """
+    #ifndef ECOMCORE_OPENMP
+    #define ECOMCORE_OPENMP 0
+    #endif
+    #if ECOMCORE_OPENMP
+    #include <omp.h>
+    static int ec_max_threads(void) { return omp_get_max_threads(); }
+    #else
+    static int ec_max_threads(void) { return 1; }
+    #endif
+    """
+    int ECOMCORE_OPENMP
+    int ec_max_threads() nogil
+
+# Selection works on runs of CHUNK accumulator entries: one vectorised max per run decides
+# whether any entry of the run can enter the current top-k.
+cdef enum:
+    CHUNK = 64
+
+
+def openmp_enabled():
+    """Return True when the kernels were compiled with OpenMP."""
+    return bool(ECOMCORE_OPENMP)
+
+
+def max_threads():
+    """Return OpenMP's default thread count (1 for a serial build)."""
+    return ec_max_threads()
+
+
+cdef inline floating _chunk_max(const floating* p, Py_ssize_t n) noexcept nogil:
+    if floating is float:
+        return ec_max_f32(p, n)
+    else:
+        return ec_max_f64(p, n)
+
+
+cdef inline Py_ssize_t _accumulate(
+    Py_ssize_t a_lo, Py_ssize_t a_hi, const index_t* a_indices, const floating* a_data,
+    const index_t* b_indptr, const index_t* b_indices, const floating* b_data,
+    const floating* weight,
+    Py_ssize_t f_lo, Py_ssize_t f_hi, const index_t* f_indices, const floating* f_data,
+    floating follow_weight,
+    floating* acc, unsigned char* mark, index_t* touched, bint track,
+) noexcept nogil:
+    """Add one user's interest and follow parts into ``acc``; mark reached merchants.
+
+    With ``track`` the newly reached merchants are appended to ``touched`` (branch-free) and
+    their number is returned; otherwise only ``mark`` is set and 0 is returned.
+    """
+    cdef Py_ssize_t p, q, q_hi, nt = 0
+    cdef index_t m
+    cdef floating a, fw
+    for p in range(a_lo, a_hi):
+        a = a_data[p]
+        q_hi = b_indptr[a_indices[p] + 1]
+        q = b_indptr[a_indices[p]]
+        if track:
+            while q < q_hi:
+                m = b_indices[q]
+                touched[nt] = m
+                nt += 1 - mark[m]
+                mark[m] = 1
+                acc[m] += a * b_data[q]
+                q += 1
+        else:
+            while q < q_hi:
+                m = b_indices[q]
+                mark[m] = 1
+                acc[m] += a * b_data[q]
+                q += 1
+    for p in range(f_lo, f_hi):
+        m = f_indices[p]
+        fw = weight[m]
+        if fw > 0:
+            if track:
+                touched[nt] = m
+                nt += 1 - mark[m]
+            mark[m] = 1
+            acc[m] += follow_weight * f_data[p] * fw
+    return nt
+
+
+cdef void _topk_row(
+    Py_ssize_t u,
+    const index_t* a_indptr, const index_t* a_indices, const floating* a_data,
+    const index_t* b_indptr, const index_t* b_indices, const floating* b_data,
+    const floating* weight, Py_ssize_t n_cols,
+    bint has_f, const index_t* f_indptr, const index_t* f_indices, const floating* f_data,
+    floating follow_weight,
+    bint has_e, const index_t* e_indptr, const index_t* e_indices,
+    floating threshold, Py_ssize_t scan_min, Py_ssize_t width,
+    index_t* out_idx, floating* out_score, index_t* out_count,
+    floating* acc, unsigned char* mark, index_t* touched, floating* hs, index_t* hi,
+) noexcept nogil:
+    cdef Py_ssize_t p, c0, c1, j, nt, hsize = 0
+    cdef Py_ssize_t f_lo = 0, f_hi = 0
+    cdef Py_ssize_t work = 0
+    cdef bint scan
+    cdef index_t m
+    cdef floating v, bound = threshold
+
+    for p in range(a_indptr[u], a_indptr[u + 1]):
+        work += b_indptr[a_indices[p] + 1] - b_indptr[a_indices[p]]
+    if has_f:
+        f_lo = f_indptr[u]
+        f_hi = f_indptr[u + 1]
+        work += f_hi - f_lo
+    scan = work >= scan_min
+
+    nt = _accumulate(a_indptr[u], a_indptr[u + 1], a_indices, a_data,
+                     b_indptr, b_indices, b_data, weight,
+                     f_lo, f_hi, f_indices, f_data, follow_weight,
+                     acc, mark, touched, not scan)
+    if has_e:
+        for p in range(e_indptr[u], e_indptr[u + 1]):
+            mark[e_indices[p]] = 0
+
+    if scan:
+        # Ascending merchant order: an entry equal to the current k-th best has a higher index
+        # and loses the tie, so strict comparisons suffice.
+        c0 = 0
+        while c0 < n_cols:
+            c1 = c0 + CHUNK
+            if c1 > n_cols:
+                c1 = n_cols
+            if _chunk_max(acc + c0, c1 - c0) > bound:
+                for j in range(c0, c1):
+                    v = acc[j]
+                    if v > bound and mark[j]:
+                        if hsize < width:
+                            heap_push(hs, hi, hsize, v, <index_t>j)
+                            hsize += 1
+                            if hsize == width:
+                                bound = hs[0]
+                        else:
+                            heap_sift_down(hs, hi, hsize, v, <index_t>j)
+                            bound = hs[0]
+            memset(acc + c0, 0, (c1 - c0) * sizeof(floating))
+            memset(mark + c0, 0, (c1 - c0))
+            c0 = c1
+    else:
+        for j in range(nt):
+            m = touched[j]
+            v = acc[m]
+            if mark[m] and v > threshold:
+                if hsize < width:
+                    heap_push(hs, hi, hsize, v, m)
+                    hsize += 1
+                elif v > hs[0] or (v == hs[0] and m < hi[0]):
+                    heap_sift_down(hs, hi, hsize, v, m)
+            acc[m] = 0
+            mark[m] = 0
+
+    heap_sort_best_first(hs, hi, hsize)
+    for j in range(hsize):
+        out_idx[j] = hi[j]
+        out_score[j] = hs[j]
+    for j in range(hsize, width):
+        out_idx[j] = -1
+        out_score[j] = -INFINITY
+    out_count[0] = <index_t>hsize
+
+
+def fused_topk(
+    const index_t[::1] a_indptr, const index_t[::1] a_indices, const floating[::1] a_data,
+    const index_t[::1] b_indptr, const index_t[::1] b_indices, const floating[::1] b_data,
+    const floating[::1] weight,
+    const index_t[::1] f_indptr, const index_t[::1] f_indices, const floating[::1] f_data,
+    floating follow_weight,
+    const index_t[::1] e_indptr, const index_t[::1] e_indices,
+    floating threshold, Py_ssize_t scan_min,
+    Py_ssize_t row_start, Py_ssize_t row_end,
+    index_t[:, ::1] out_idx, floating[:, ::1] out_score, index_t[::1] out_count,
+    floating[:, ::1] ws_acc, unsigned char[:, ::1] ws_mark, index_t[:, ::1] ws_touched,
+    floating[:, ::1] ws_heap_s, index_t[:, ::1] ws_heap_i,
+    int n_threads,
+):
+    """Top-k merchants for users ``row_start <= u < row_end`` (see ``_topk.pyi``)."""
+    cdef Py_ssize_t n_cols = weight.shape[0]
+    cdef Py_ssize_t width = out_idx.shape[1]
+    cdef bint has_f = f_indptr.shape[0] > 0
+    cdef bint has_e = e_indptr.shape[0] > 0
+    cdef Py_ssize_t u, r, t
+    cdef const index_t* f_ip = NULL
+    cdef const index_t* f_ix = NULL
+    cdef const floating* f_dt = NULL
+    cdef const index_t* e_ip = NULL
+    cdef const index_t* e_ix = NULL
+    if has_f:
+        f_ip = &f_indptr[0]
+        if f_indices.shape[0] > 0:
+            f_ix = &f_indices[0]
+            f_dt = &f_data[0]
+    if has_e:
+        e_ip = &e_indptr[0]
+        if e_indices.shape[0] > 0:
+            e_ix = &e_indices[0]
+    cdef const index_t* a_ix = &a_indices[0] if a_indices.shape[0] > 0 else NULL
+    cdef const floating* a_dt = &a_data[0] if a_data.shape[0] > 0 else NULL
+    cdef const index_t* b_ix = &b_indices[0] if b_indices.shape[0] > 0 else NULL
+    cdef const floating* b_dt = &b_data[0] if b_data.shape[0] > 0 else NULL
+    if row_end <= row_start or width == 0:
+        return
+    for u in prange(row_start, row_end, nogil=True, schedule="dynamic", chunksize=8,
+                    num_threads=n_threads):
+        t = threadid()
+        r = u - row_start
+        _topk_row(u, &a_indptr[0], a_ix, a_dt, &b_indptr[0], b_ix, b_dt,
+                  &weight[0], n_cols,
+                  has_f, f_ip, f_ix, f_dt, follow_weight,
+                  has_e, e_ip, e_ix,
+                  threshold, scan_min, width,
+                  &out_idx[r, 0], &out_score[r, 0], &out_count[r],
+                  &ws_acc[t, 0], &ws_mark[t, 0], &ws_touched[t, 0],
+                  &ws_heap_s[t, 0], &ws_heap_i[t, 0])
+
+
+def score_row(
+    const index_t[::1] a_indices, const floating[::1] a_data,
+    const index_t[::1] b_indptr, const index_t[::1] b_indices, const floating[::1] b_data,
+    const floating[::1] weight,
+    const index_t[::1] f_indices, const floating[::1] f_data, floating follow_weight,
+    const index_t[::1] query, floating[::1] out_score, unsigned char[::1] out_reached,
+    floating[::1] ws_acc, unsigned char[::1] ws_mark, index_t[::1] ws_touched,
+):
+    """Accumulate one user exactly as ``fused_topk`` does and read the queried merchants."""
+    cdef Py_ssize_t j, nt
+    cdef const index_t* a_ix = &a_indices[0] if a_indices.shape[0] > 0 else NULL
+    cdef const floating* a_dt = &a_data[0] if a_data.shape[0] > 0 else NULL
+    cdef const index_t* b_ix = &b_indices[0] if b_indices.shape[0] > 0 else NULL
+    cdef const floating* b_dt = &b_data[0] if b_data.shape[0] > 0 else NULL
+    cdef const index_t* f_ix = &f_indices[0] if f_indices.shape[0] > 0 else NULL
+    cdef const floating* f_dt = &f_data[0] if f_data.shape[0] > 0 else NULL
+    with nogil:
+        nt = _accumulate(0, a_indices.shape[0], a_ix, a_dt,
+                         &b_indptr[0], b_ix, b_dt, &weight[0],
+                         0, f_indices.shape[0], f_ix, f_dt, follow_weight,
+                         &ws_acc[0], &ws_mark[0], &ws_touched[0], True)
+        for j in range(query.shape[0]):
+            out_score[j] = ws_acc[query[j]]
+            out_reached[j] = ws_mark[query[j]]
+        for j in range(nt):
+            ws_acc[ws_touched[j]] = 0
+            ws_mark[ws_touched[j]] = 0
