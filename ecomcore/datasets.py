@@ -437,7 +437,7 @@ def scipy_topk(
     folded: sp.sparray | sp.spmatrix,
     k: int,
     *,
-    chunk_rows: int = 4096,
+    chunk_rows: int | None = None,
 ) -> Tuple[np.ndarray, np.ndarray]:
     """Top-k per row of ``user_tags @ folded`` the plain scipy way.
 
@@ -454,8 +454,9 @@ def scipy_topk(
         :meth:`Market.folded_merchant_tags`).
     k : int
         Number of results per row (>= 1).
-    chunk_rows : int, default 4096
-        Rows multiplied at once.
+    chunk_rows : int, optional
+        Rows multiplied at once; by default as many as keep each chunk's product near
+        ``2**22`` stored entries (estimated from the average multiply-adds per row).
 
     Returns
     -------
@@ -471,6 +472,10 @@ def scipy_topk(
     dtype = np.result_type(a.dtype, b.dtype)
     indices = np.full((n_users, width), -1, dtype=np.int64)
     scores = np.full((n_users, width), -np.inf, dtype=dtype)
+    if chunk_rows is None:
+        per_row = np.diff(b.indptr)[a.indices].sum() / max(n_users, 1)
+        chunk_rows = int(2**22 // max(1.0, min(float(n_cols), per_row)))
+    chunk_rows = max(1, int(chunk_rows))
     for start in range(0, n_users, chunk_rows):
         c = sp.csr_array(a[start : start + chunk_rows] @ b)
         ptr, idx, val = c.indptr, c.indices, c.data

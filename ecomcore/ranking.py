@@ -50,17 +50,22 @@ def _scan_min(n_cols: int) -> int:
 
 
 class _MerchantSide:
-    """B' = B * diag(w) restricted to merchants with w > 0, in one value and index dtype."""
+    """B restricted to merchants with w > 0, and w, in one value and index dtype.
+
+    The kernel multiplies each finished sum by w (the formula's order), so a score that
+    cancels to exactly 0 stays exactly 0 whatever w is.
+    """
 
     __slots__ = ("indptr", "indices", "data", "weight", "row_absmax", "w_max")
 
     def __init__(self, b: CSRParts, weight: np.ndarray, value_dtype: np.dtype, index_dtype: np.dtype):
         w = np.ascontiguousarray(weight, dtype=value_dtype)
         if not np.isfinite(w).all():
-            raise ValueError("merchant weights overflow the score dtype")
-        wcol = w[b.indices]
-        keep = wcol > 0
-        data = b.data.astype(value_dtype, copy=False) * wcol
+            raise ValueError(
+                f"merchant_weight: w = trust ** beta * boost overflows {np.dtype(value_dtype)}"
+            )
+        keep = w[b.indices] > 0
+        data = b.data.astype(value_dtype, copy=False)
         if not keep.all():
             kept_before = np.zeros(keep.shape[0] + 1, dtype=np.int64)
             np.cumsum(keep, out=kept_before[1:])
@@ -69,12 +74,6 @@ class _MerchantSide:
             data = data[keep]
         else:
             indptr, indices = b.indptr, b.indices
-        if data.size:
-            bad, _ = _checks.scan_values(np.ascontiguousarray(data))
-            if bad >= 0:
-                raise ValueError(
-                    "merchant_tags: B * weight overflows the score dtype; rescale the inputs"
-                )
         self.indptr = np.ascontiguousarray(indptr, dtype=index_dtype)
         self.indices = np.ascontiguousarray(indices, dtype=index_dtype)
         self.data = np.ascontiguousarray(data, dtype=value_dtype)
@@ -82,6 +81,37 @@ class _MerchantSide:
         self.row_absmax = np.zeros(b.shape[0], dtype=np.float64)
         _checks.row_abs_max(self.indptr, self.data, self.row_absmax)
         self.w_max = float(w.max()) if w.size else 0.0
+
+
+_HUGE = 2 << 20
+
+
+def _scratch(rows: int, cols: int, dtype: Any, fill: Any = None) -> np.ndarray:
+    """A C-contiguous (rows, cols) scratch array, in huge pages where the OS allows.
+
+    The accumulators are hit at random positions; backing them with 2 MiB pages (numpy advises
+    transparent huge pages for allocations of 4 MiB and more) saves most TLB misses.
+    """
+    dt = np.dtype(dtype)
+    n = rows * cols
+    nbytes = max(n * dt.itemsize + _HUGE, 2 * _HUGE)
+    raw = np.empty(nbytes, dtype=np.uint8)
+    off = (-raw.ctypes.data) % _HUGE
+    if off + n * dt.itemsize > nbytes:  # pragma: no cover - cannot happen with the sizes above
+        off = (-raw.ctypes.data) % 64
+    buf = raw[off:off + n * dt.itemsize].view(dt).reshape(rows, cols)
+    if fill is not None:
+        buf[...] = fill
+    return buf
+
+
+def _pair_scratch(rows: int, weight: np.ndarray) -> np.ndarray:
+    """Per-thread (sum, weight) pairs for sparse rows: sums NaN (not reached), weights set."""
+    n_m = weight.shape[0]
+    buf = _scratch(rows, 2 * n_m, weight.dtype)
+    buf[:, 0::2] = np.nan
+    buf[:, 1::2] = weight
+    return buf
 
 
 class _Workspace(threading.local):
@@ -254,9 +284,9 @@ class Ranker:
         f_data = np.zeros(0, vdt) if f is None else f.data
         bound = _checks.row_work_and_bound(
             a.indptr, a.indices, a.data, side.indptr, side.row_absmax,
-            f_ptr, f_data, abs(self._follow_weight) * side.w_max, work,
+            f_ptr, f_data, abs(self._follow_weight), work,
         )
-        if not bound < np.finfo(vdt).max / 4:
+        if not bound * max(side.w_max, 1.0) < np.finfo(vdt).max / 4:
             raise ValueError(
                 f"user_tags: scores could overflow {vdt} (magnitude bound {bound:.3g}); "
                 "rescale the inputs or use float64"
@@ -294,18 +324,18 @@ class Ranker:
             vdt.type(self._follow_weight),
             _EMPTY_PTR[idt] if e is None else e.indptr,
             _EMPTY_PTR[idt] if e is None else e.indices,
-            vdt.type(threshold), _scan_min(self.n_merchants),
-            row_start, row_end, out_idx, out_sc, out_cnt,
-            ws[0], ws[1], ws[2], ws[3], ws[4], n_threads,
+            vdt.type(threshold), _scan_min(self.n_merchants), row_start, row_end, out_idx, out_sc, out_cnt,
+            ws[0], ws[1], ws[2], ws[3], ws[4], ws[5], n_threads,
         )
 
     def _workspace(self, n_threads: int, width: int, vdt: np.dtype, idt: np.dtype) -> tuple:
         nt = n_threads if _topk.openmp_enabled() else 1
         n_m = self.n_merchants
         return (
-            np.zeros((nt, n_m), dtype=vdt),
-            np.zeros((nt, n_m), dtype=np.uint8),
-            np.empty((nt, n_m + 1), dtype=idt),
+            _scratch(nt, n_m, vdt, 0),
+            _scratch(nt, n_m, np.uint8, 0),
+            _pair_scratch(nt, self._side(vdt, idt).weight),
+            _scratch(nt, n_m + 1, idt),
             np.empty((nt, width), dtype=vdt),
             np.empty((nt, width), dtype=idt),
         )
@@ -461,8 +491,8 @@ class Ranker:
         buf = self._ws.buffers.get(key)
         if buf is None:
             n_m = self.n_merchants
-            buf = (np.zeros((1, n_m), vdt), np.zeros((1, n_m), np.uint8),
-                   np.empty((1, n_m + 1), idt))
+            buf = (_scratch(1, n_m, vdt, 0), _scratch(1, n_m, np.uint8, 0),
+                   _pair_scratch(1, self._side(vdt, idt).weight), _scratch(1, n_m + 1, idt))
             self._ws.buffers[key] = buf
         return buf
 
@@ -512,24 +542,23 @@ class Ranker:
         side = self._side(vdt, idt)
         bound = float(np.abs(wts).astype(np.float64) @ side.row_absmax[ids]) + abs(
             self._follow_weight
-        ) * side.w_max * float(np.abs(fw).sum())
-        if not bound < np.finfo(vdt).max / 4:
+        ) * float(np.abs(fw).astype(np.float64).sum())
+        if not bound * max(side.w_max, 1.0) < np.finfo(vdt).max / 4:
             raise ValueError(f"tag_weights: scores could overflow {vdt}; rescale the inputs")
         width = min(k, self.n_merchants)
         out_idx = np.empty((1, width), dtype=idt)
         out_sc = np.empty((1, width), dtype=vdt)
         out_cnt = np.zeros(1, dtype=idt)
         if width:
-            acc, mark, touched = self._single_ws(vdt, idt)
+            acc, mark, pair, touched = self._single_ws(vdt, idt)
             _topk.fused_topk(
                 np.array([0, ids.shape[0]], dtype=idt), ids, wts,
                 side.indptr, side.indices, side.data, side.weight,
                 np.array([0, fids.shape[0]], dtype=idt), fids, fw,
                 vdt.type(self._follow_weight),
                 e_ptr, e_idx,
-                vdt.type(-np.inf), _scan_min(self.n_merchants),
-                0, 1, out_idx, out_sc, out_cnt,
-                acc, mark, touched, np.empty((1, width), vdt), np.empty((1, width), idt), 1,
+                vdt.type(-np.inf), _scan_min(self.n_merchants), 0, 1, out_idx, out_sc, out_cnt,
+                acc, mark, pair, touched, np.empty((1, width), vdt), np.empty((1, width), idt), 1,
             )
         return self._finish(out_idx, out_sc, out_cnt)
 
@@ -572,7 +601,7 @@ class Ranker:
         _topk.score_row(
             ids, wts, side.indptr, side.indices, side.data, side.weight,
             fids, fw, vdt.type(self._follow_weight), mids.astype(idt), score, reached,
-            np.zeros(n_m, vdt), np.zeros(n_m, np.uint8), np.empty(n_m + 1, idt),
+            _pair_scratch(1, side.weight)[0], np.empty(n_m + 1, idt),
         )
         b = self._b
         bsub = sp.csr_array((b.data, b.indices, b.indptr), shape=b.shape)[ids.astype(np.int64)]

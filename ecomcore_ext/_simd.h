@@ -5,8 +5,9 @@
  * Clang without -ffast-math (NaN and signed-zero semantics forbid reassociation), and a wheel
  * must not be built with -ffast-math, so the x86-64 path uses SSE2 intrinsics (part of the
  * x86-64 baseline, no -march flag needed) and NEON on AArch64.  Other targets use a scalar loop
- * with independent lanes.  Inputs are finite (the Python layer rules out overflow), so the
- * result equals the exact maximum.
+ * with independent lanes.  NaN entries (the kernels' "not reached" marker) are ignored: every
+ * update has the form max(new, running) with the running maximum never NaN, and SSE2/scalar
+ * "a > b ? a : b" returns the running value when the new one is NaN.  All NaN gives -inf.
  */
 #ifndef ECOMCORE_SIMD_H
 #define ECOMCORE_SIMD_H
@@ -28,13 +29,13 @@ static inline float ec_max_f32(const float *p, ptrdiff_t n)
     float m = -INFINITY;
 #if defined(EC_HAVE_SSE2)
     if (n >= 16) {
-        __m128 m0 = _mm_loadu_ps(p), m1 = _mm_loadu_ps(p + 4);
-        __m128 m2 = _mm_loadu_ps(p + 8), m3 = _mm_loadu_ps(p + 12);
-        for (i = 16; i + 16 <= n; i += 16) {
-            m0 = _mm_max_ps(m0, _mm_loadu_ps(p + i));
-            m1 = _mm_max_ps(m1, _mm_loadu_ps(p + i + 4));
-            m2 = _mm_max_ps(m2, _mm_loadu_ps(p + i + 8));
-            m3 = _mm_max_ps(m3, _mm_loadu_ps(p + i + 12));
+        __m128 m0 = _mm_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+        for (; i + 16 <= n; i += 16) {
+            /* _mm_max_ps(a, b) returns b when a is NaN: the running maximum is the 2nd operand */
+            m0 = _mm_max_ps(_mm_loadu_ps(p + i), m0);
+            m1 = _mm_max_ps(_mm_loadu_ps(p + i + 4), m1);
+            m2 = _mm_max_ps(_mm_loadu_ps(p + i + 8), m2);
+            m3 = _mm_max_ps(_mm_loadu_ps(p + i + 12), m3);
         }
         m0 = _mm_max_ps(_mm_max_ps(m0, m1), _mm_max_ps(m2, m3));
         m0 = _mm_max_ps(m0, _mm_shuffle_ps(m0, m0, _MM_SHUFFLE(1, 0, 3, 2)));
@@ -43,20 +44,20 @@ static inline float ec_max_f32(const float *p, ptrdiff_t n)
     }
 #elif defined(EC_HAVE_NEON)
     if (n >= 16) {
-        float32x4_t m0 = vld1q_f32(p), m1 = vld1q_f32(p + 4);
-        float32x4_t m2 = vld1q_f32(p + 8), m3 = vld1q_f32(p + 12);
-        for (i = 16; i + 16 <= n; i += 16) {
-            m0 = vmaxq_f32(m0, vld1q_f32(p + i));
-            m1 = vmaxq_f32(m1, vld1q_f32(p + i + 4));
-            m2 = vmaxq_f32(m2, vld1q_f32(p + i + 8));
-            m3 = vmaxq_f32(m3, vld1q_f32(p + i + 12));
+        /* vmaxnm (IEEE maxNum) returns the non-NaN operand */
+        float32x4_t m0 = vdupq_n_f32(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+        for (; i + 16 <= n; i += 16) {
+            m0 = vmaxnmq_f32(m0, vld1q_f32(p + i));
+            m1 = vmaxnmq_f32(m1, vld1q_f32(p + i + 4));
+            m2 = vmaxnmq_f32(m2, vld1q_f32(p + i + 8));
+            m3 = vmaxnmq_f32(m3, vld1q_f32(p + i + 12));
         }
-        m = vmaxvq_f32(vmaxq_f32(vmaxq_f32(m0, m1), vmaxq_f32(m2, m3)));
+        m = vmaxnmvq_f32(vmaxnmq_f32(vmaxnmq_f32(m0, m1), vmaxnmq_f32(m2, m3)));
     }
 #else
-    if (n >= 4) {
-        float a = p[0], b = p[1], c = p[2], d = p[3];
-        for (i = 4; i + 4 <= n; i += 4) {
+    {
+        float a = -INFINITY, b = -INFINITY, c = -INFINITY, d = -INFINITY;
+        for (; i + 4 <= n; i += 4) {
             a = p[i] > a ? p[i] : a;
             b = p[i + 1] > b ? p[i + 1] : b;
             c = p[i + 2] > c ? p[i + 2] : c;
@@ -78,13 +79,12 @@ static inline double ec_max_f64(const double *p, ptrdiff_t n)
     double m = -INFINITY;
 #if defined(EC_HAVE_SSE2)
     if (n >= 8) {
-        __m128d m0 = _mm_loadu_pd(p), m1 = _mm_loadu_pd(p + 2);
-        __m128d m2 = _mm_loadu_pd(p + 4), m3 = _mm_loadu_pd(p + 6);
-        for (i = 8; i + 8 <= n; i += 8) {
-            m0 = _mm_max_pd(m0, _mm_loadu_pd(p + i));
-            m1 = _mm_max_pd(m1, _mm_loadu_pd(p + i + 2));
-            m2 = _mm_max_pd(m2, _mm_loadu_pd(p + i + 4));
-            m3 = _mm_max_pd(m3, _mm_loadu_pd(p + i + 6));
+        __m128d m0 = _mm_set1_pd(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+        for (; i + 8 <= n; i += 8) {
+            m0 = _mm_max_pd(_mm_loadu_pd(p + i), m0);
+            m1 = _mm_max_pd(_mm_loadu_pd(p + i + 2), m1);
+            m2 = _mm_max_pd(_mm_loadu_pd(p + i + 4), m2);
+            m3 = _mm_max_pd(_mm_loadu_pd(p + i + 6), m3);
         }
         m0 = _mm_max_pd(_mm_max_pd(m0, m1), _mm_max_pd(m2, m3));
         m0 = _mm_max_pd(m0, _mm_shuffle_pd(m0, m0, 1));
@@ -92,20 +92,19 @@ static inline double ec_max_f64(const double *p, ptrdiff_t n)
     }
 #elif defined(EC_HAVE_NEON)
     if (n >= 8) {
-        float64x2_t m0 = vld1q_f64(p), m1 = vld1q_f64(p + 2);
-        float64x2_t m2 = vld1q_f64(p + 4), m3 = vld1q_f64(p + 6);
-        for (i = 8; i + 8 <= n; i += 8) {
-            m0 = vmaxq_f64(m0, vld1q_f64(p + i));
-            m1 = vmaxq_f64(m1, vld1q_f64(p + i + 2));
-            m2 = vmaxq_f64(m2, vld1q_f64(p + i + 4));
-            m3 = vmaxq_f64(m3, vld1q_f64(p + i + 6));
+        float64x2_t m0 = vdupq_n_f64(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
+        for (; i + 8 <= n; i += 8) {
+            m0 = vmaxnmq_f64(m0, vld1q_f64(p + i));
+            m1 = vmaxnmq_f64(m1, vld1q_f64(p + i + 2));
+            m2 = vmaxnmq_f64(m2, vld1q_f64(p + i + 4));
+            m3 = vmaxnmq_f64(m3, vld1q_f64(p + i + 6));
         }
-        m = vmaxvq_f64(vmaxq_f64(vmaxq_f64(m0, m1), vmaxq_f64(m2, m3)));
+        m = vmaxnmvq_f64(vmaxnmq_f64(vmaxnmq_f64(m0, m1), vmaxnmq_f64(m2, m3)));
     }
 #else
-    if (n >= 2) {
-        double a = p[0], b = p[1];
-        for (i = 2; i + 2 <= n; i += 2) {
+    {
+        double a = -INFINITY, b = -INFINITY;
+        for (; i + 2 <= n; i += 2) {
             a = p[i] > a ? p[i] : a;
             b = p[i + 1] > b ? p[i + 1] : b;
         }

@@ -7,7 +7,7 @@ GIL is released for the whole row loop.
 """
 from cython.parallel cimport prange, threadid
 from libc.string cimport memset
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int32_t, int64_t
 
 from ecomcore_ext._types cimport floating, index_t
@@ -61,27 +61,35 @@ cdef inline Py_ssize_t _accumulate(
     const floating* weight,
     Py_ssize_t f_lo, Py_ssize_t f_hi, const index_t* f_indices, const floating* f_data,
     floating follow_weight,
-    floating* acc, unsigned char* mark, index_t* touched, bint track,
+    floating* acc, unsigned char* mark, floating* pair, index_t* touched, bint sparse,
 ) noexcept nogil:
-    """Add one user's interest and follow parts into ``acc``; mark reached merchants.
+    """Add one user's interest and follow parts (unweighted) into the accumulator.
 
-    With ``track`` the newly reached merchants are appended to ``touched`` (branch-free) and
-    their number is returned; otherwise only ``mark`` is set and 0 is returned.
+    Sparse rows (``sparse``) use ``pair``: ``pair[2m]`` is merchant m's running sum, NaN while
+    not reached (the workspace invariant), so a reached merchant whose partial sums cancel to
+    exactly 0 stays distinct from an unreached one; ``pair[2m + 1]`` holds ``w[m]`` so that the
+    selection reads sum and weight from one cache line.  Each newly reached merchant is appended
+    to ``touched`` and their number is returned.  Dense rows use ``acc`` (all 0 on entry) and
+    set ``mark[m] = 1`` (plain stores, no data-dependent branch in the hot loop); 0 is returned.
     """
     cdef Py_ssize_t p, q, q_hi, nt = 0
     cdef index_t m
-    cdef floating a, fw
+    cdef floating a, v, x
     for p in range(a_lo, a_hi):
         a = a_data[p]
         q_hi = b_indptr[a_indices[p] + 1]
         q = b_indptr[a_indices[p]]
-        if track:
+        if sparse:
             while q < q_hi:
                 m = b_indices[q]
-                touched[nt] = m
-                nt += 1 - mark[m]
-                mark[m] = 1
-                acc[m] += a * b_data[q]
+                v = pair[2 * m]
+                x = a * b_data[q]
+                if v != v:
+                    pair[2 * m] = x
+                    touched[nt] = m
+                    nt += 1
+                else:
+                    pair[2 * m] = v + x
                 q += 1
         else:
             while q < q_hi:
@@ -91,13 +99,19 @@ cdef inline Py_ssize_t _accumulate(
                 q += 1
     for p in range(f_lo, f_hi):
         m = f_indices[p]
-        fw = weight[m]
-        if fw > 0:
-            if track:
-                touched[nt] = m
-                nt += 1 - mark[m]
-            mark[m] = 1
-            acc[m] += follow_weight * f_data[p] * fw
+        if weight[m] > 0:
+            x = follow_weight * f_data[p]
+            if not sparse:
+                mark[m] = 1
+                acc[m] += x
+            else:
+                v = pair[2 * m]
+                if v != v:
+                    pair[2 * m] = x
+                    touched[nt] = m
+                    nt += 1
+                else:
+                    pair[2 * m] = v + x
     return nt
 
 
@@ -111,14 +125,16 @@ cdef void _topk_row(
     bint has_e, const index_t* e_indptr, const index_t* e_indices,
     floating threshold, Py_ssize_t scan_min, Py_ssize_t width,
     index_t* out_idx, floating* out_score, index_t* out_count,
-    floating* acc, unsigned char* mark, index_t* touched, floating* hs, index_t* hi,
+    floating* acc, unsigned char* mark, floating* pair, index_t* touched,
+    floating* hs, index_t* hi,
 ) noexcept nogil:
     cdef Py_ssize_t p, c0, c1, j, nt, hsize = 0
     cdef Py_ssize_t f_lo = 0, f_hi = 0
     cdef Py_ssize_t work = 0
-    cdef bint scan
+    cdef bint sparse
     cdef index_t m
     cdef floating v, bound = threshold
+    cdef floating buf[CHUNK]
 
     for p in range(a_indptr[u], a_indptr[u + 1]):
         work += b_indptr[a_indices[p] + 1] - b_indptr[a_indices[p]]
@@ -126,27 +142,37 @@ cdef void _topk_row(
         f_lo = f_indptr[u]
         f_hi = f_indptr[u + 1]
         work += f_hi - f_lo
-    scan = work >= scan_min
+    sparse = work < scan_min
 
     nt = _accumulate(a_indptr[u], a_indptr[u + 1], a_indices, a_data,
                      b_indptr, b_indices, b_data, weight,
                      f_lo, f_hi, f_indices, f_data, follow_weight,
-                     acc, mark, touched, not scan)
+                     acc, mark, pair, touched, sparse)
     if has_e:
+        # An excluded merchant goes back to "not reached" (sparse rows: it may stay in the
+        # touched list, where its NaN is skipped and reset).
         for p in range(e_indptr[u], e_indptr[u + 1]):
-            mark[e_indices[p]] = 0
+            if sparse:
+                pair[2 * e_indices[p]] = NAN
+            else:
+                mark[e_indices[p]] = 0
 
-    if scan:
-        # Ascending merchant order: an entry equal to the current k-th best has a higher index
-        # and loses the tie, so strict comparisons suffice.
+    if not sparse:
+        # Scan every merchant in ascending order, CHUNK at a time: an entry equal to the
+        # current k-th best has a higher index and loses the tie, so strict comparisons
+        # suffice.  Unreached entries hold 0 here, which can only make the chunk maximum
+        # larger (a conservative skip test); mark decides membership.  The weight multiplies
+        # the finished sum, as in the formula, so exact cancellations stay exactly 0.
         c0 = 0
         while c0 < n_cols:
             c1 = c0 + CHUNK
             if c1 > n_cols:
                 c1 = n_cols
-            if _chunk_max(acc + c0, c1 - c0) > bound:
+            for j in range(c0, c1):
+                buf[j - c0] = acc[j] * weight[j]
+            if _chunk_max(buf, c1 - c0) > bound:
                 for j in range(c0, c1):
-                    v = acc[j]
+                    v = buf[j - c0]
                     if v > bound and mark[j]:
                         if hsize < width:
                             heap_push(hs, hi, hsize, v, <index_t>j)
@@ -160,17 +186,30 @@ cdef void _topk_row(
             memset(mark + c0, 0, (c1 - c0))
             c0 = c1
     else:
-        for j in range(nt):
-            m = touched[j]
-            v = acc[m]
-            if mark[m] and v > threshold:
-                if hsize < width:
-                    heap_push(hs, hi, hsize, v, m)
-                    hsize += 1
-                elif v > hs[0] or (v == hs[0] and m < hi[0]):
-                    heap_sift_down(hs, hi, hsize, v, m)
-            acc[m] = 0
-            mark[m] = 0
+        # Touched merchants come in no particular order, so ties need the index test.  Weighted
+        # scores are gathered CHUNK at a time (resetting the sums to NaN on the way) and a chunk
+        # whose maximum cannot enter the heap is dropped without per-element work.
+        c0 = 0
+        while c0 < nt:
+            c1 = c0 + CHUNK
+            if c1 > nt:
+                c1 = nt
+            for j in range(c0, c1):
+                m = touched[j]
+                buf[j - c0] = pair[2 * m] * pair[2 * m + 1]
+                pair[2 * m] = NAN
+            v = _chunk_max(buf, c1 - c0)
+            if v > threshold and (hsize < width or v >= hs[0]):
+                for j in range(c0, c1):
+                    v = buf[j - c0]
+                    if v > threshold:
+                        m = touched[j]
+                        if hsize < width:
+                            heap_push(hs, hi, hsize, v, m)
+                            hsize += 1
+                        elif v > hs[0] or (v == hs[0] and m < hi[0]):
+                            heap_sift_down(hs, hi, hsize, v, m)
+            c0 = c1
 
     heap_sort_best_first(hs, hi, hsize)
     for j in range(hsize):
@@ -192,8 +231,8 @@ def fused_topk(
     floating threshold, Py_ssize_t scan_min,
     Py_ssize_t row_start, Py_ssize_t row_end,
     index_t[:, ::1] out_idx, floating[:, ::1] out_score, index_t[::1] out_count,
-    floating[:, ::1] ws_acc, unsigned char[:, ::1] ws_mark, index_t[:, ::1] ws_touched,
-    floating[:, ::1] ws_heap_s, index_t[:, ::1] ws_heap_i,
+    floating[:, ::1] ws_acc, unsigned char[:, ::1] ws_mark, floating[:, ::1] ws_pair,
+    index_t[:, ::1] ws_touched, floating[:, ::1] ws_heap_s, index_t[:, ::1] ws_heap_i,
     int n_threads,
 ):
     """Top-k merchants for users ``row_start <= u < row_end`` (see ``_topk.pyi``)."""
@@ -232,7 +271,7 @@ def fused_topk(
                   has_e, e_ip, e_ix,
                   threshold, scan_min, width,
                   &out_idx[r, 0], &out_score[r, 0], &out_count[r],
-                  &ws_acc[t, 0], &ws_mark[t, 0], &ws_touched[t, 0],
+                  &ws_acc[t, 0], &ws_mark[t, 0], &ws_pair[t, 0], &ws_touched[t, 0],
                   &ws_heap_s[t, 0], &ws_heap_i[t, 0])
 
 
@@ -242,10 +281,15 @@ def score_row(
     const floating[::1] weight,
     const index_t[::1] f_indices, const floating[::1] f_data, floating follow_weight,
     const index_t[::1] query, floating[::1] out_score, unsigned char[::1] out_reached,
-    floating[::1] ws_acc, unsigned char[::1] ws_mark, index_t[::1] ws_touched,
+    floating[::1] ws_pair, index_t[::1] ws_touched,
 ):
-    """Accumulate one user exactly as ``fused_topk`` does and read the queried merchants."""
+    """Accumulate one user exactly as ``fused_topk`` does and read the queried merchants.
+
+    ``ws_pair`` must satisfy the sparse-row invariant on entry (sums NaN, weights in the odd
+    slots) and is left so.  Unreached merchants get score 0.
+    """
     cdef Py_ssize_t j, nt
+    cdef floating v
     cdef const index_t* a_ix = &a_indices[0] if a_indices.shape[0] > 0 else NULL
     cdef const floating* a_dt = &a_data[0] if a_data.shape[0] > 0 else NULL
     cdef const index_t* b_ix = &b_indices[0] if b_indices.shape[0] > 0 else NULL
@@ -256,10 +300,10 @@ def score_row(
         nt = _accumulate(0, a_indices.shape[0], a_ix, a_dt,
                          &b_indptr[0], b_ix, b_dt, &weight[0],
                          0, f_indices.shape[0], f_ix, f_dt, follow_weight,
-                         &ws_acc[0], &ws_mark[0], &ws_touched[0], True)
+                         NULL, NULL, &ws_pair[0], &ws_touched[0], True)
         for j in range(query.shape[0]):
-            out_score[j] = ws_acc[query[j]]
-            out_reached[j] = ws_mark[query[j]]
+            v = ws_pair[2 * query[j]]
+            out_reached[j] = v == v
+            out_score[j] = v * ws_pair[2 * query[j] + 1] if v == v else 0
         for j in range(nt):
-            ws_acc[ws_touched[j]] = 0
-            ws_mark[ws_touched[j]] = 0
+            ws_pair[2 * ws_touched[j]] = NAN

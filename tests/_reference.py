@@ -101,9 +101,16 @@ def reference_scores(A, B, *, w=None, F=None, follow_weight=1.0, E=None):
 
 
 def reference_topk(A, B, k, *, w=None, F=None, follow_weight=1.0, E=None,
-                   threshold=None) -> RefTopK:
-    """Dense reference of ``ecomcore.sparse_topk``; returns (indices, scores, counts)."""
+                   threshold=None, dtype=None) -> RefTopK:
+    """Dense reference of ``ecomcore.sparse_topk``; returns (indices, scores, counts).
+
+    With ``dtype`` (e.g. float32) each float64 score is first rounded to that dtype, as a kernel
+    working in it produces when the sum is exact and ``w`` is applied last (one rounding); the
+    threshold and the order then use the rounded scores.
+    """
     score, cand, _ = reference_scores(A, B, w=w, F=F, follow_weight=follow_weight, E=E)
+    if dtype is not None:
+        score = score.astype(dtype).astype(np.float64)
     if threshold is not None:
         cand = cand & (score > threshold)
     n_users, n_merchants = score.shape

@@ -205,3 +205,40 @@ def test_type_errors(kwargs, name):
     n_users, n_tags, n_merchants = args.pop("n_users"), args.pop("n_tags"), args.pop("n_merchants")
     with pytest.raises((TypeError, ValueError), match=name):
         synthetic_market(n_users, n_tags, n_merchants, **args)
+
+
+def test_scipy_topk_matches_dense_reference():
+    from ecomcore.datasets import scipy_topk
+
+    m = synthetic_market(50, 30, 40, seed=6, shared_popularity=False)
+    b = m.folded_merchant_tags()
+    s = m.user_tags.toarray().astype(np.float64) @ b.toarray().astype(np.float64)
+    reached = (m.user_tags.toarray() != 0).astype(float) @ (b.toarray() != 0).astype(float) > 0
+    for k in (1, 5, 40, 100):
+        idx, sc = scipy_topk(m.user_tags, b, k, chunk_rows=7)
+        width = min(k, 40)
+        assert idx.shape == sc.shape == (50, width)
+        for u in range(50):
+            cand = np.flatnonzero(reached[u])
+            order = cand[np.lexsort((cand, -s[u, cand]))][:width]
+            n = order.size
+            np.testing.assert_array_equal(idx[u, :n], order)
+            np.testing.assert_allclose(sc[u, :n], s[u, order], rtol=1e-5)
+            assert np.all(idx[u, n:] == -1) and np.all(np.isneginf(sc[u, n:]))
+
+
+def test_compare_topk():
+    from ecomcore.datasets import compare_topk
+
+    idx = np.array([[3, 1, 2], [0, -1, -1]])
+    sc = np.array([[3.0, 2.0, 1.0], [5.0, -np.inf, -np.inf]])
+    assert compare_topk(idx, sc, idx.copy(), sc.copy()) == 0
+    # a tie at the k-th score may be broken differently
+    sc_tie = np.array([[3.0, 2.0, 2.0], [5.0, -np.inf, -np.inf]])
+    other = np.array([[3, 1, 7], [0, -1, -1]])
+    assert compare_topk(idx, sc_tie, other, sc_tie) == 0
+    # a different entry above the k-th score is a mismatch
+    assert compare_topk(idx, sc, np.array([[4, 1, 2], [0, -1, -1]]), sc) == 1
+    # different scores or counts are mismatches
+    assert compare_topk(idx, sc, idx, sc + np.array([[0, 0, 0.5], [0, 0, 0]])) == 1
+    assert compare_topk(idx, sc, np.array([[3, 1, 2], [0, 4, -1]]), sc) == 1

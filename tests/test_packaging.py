@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,17 @@ def test_imported_from_installed_wheel():
     assert installed == os.path.realpath(ecomcore_ext.__file__)
 
 
+def test_readme_example_runs():
+    """The README's API example runs as written (the README must not rot)."""
+    readme = REPO / "README.md"
+    if not readme.is_file():
+        pytest.skip(f"no README.md in {REPO}")
+
+    m = re.search(r"## Example\n\n```python\n(.*?)```", readme.read_text(encoding="utf-8"), re.S)
+    assert m, "README.md has no '## Example' python block"
+    exec(compile(m.group(1), str(readme), "exec"), {"__name__": "readme_example"})
+
+
 # --------------------------------------------------------------------------------------------
 # sdist and wheel-from-sdist
 # --------------------------------------------------------------------------------------------
@@ -105,8 +117,18 @@ def _tracked_files() -> list[str]:
             names = [n for n in r.stdout.decode().split("\0") if n]
             return [n for n in names if (REPO / n).is_file()]
     # Not a git checkout: everything except build output.
-    skip_dirs = {".git", "build", "dist", "__pycache__", ".venv", "venv", ".pytest_cache",
-                 ".hypothesis", ".benchmarks", ".ruff_cache"}
+    skip_dirs = {
+        ".git",
+        "build",
+        "dist",
+        "__pycache__",
+        ".venv",
+        "venv",
+        ".pytest_cache",
+        ".hypothesis",
+        ".benchmarks",
+        ".ruff_cache",
+    }
     out = []
     for root, dirs, files in os.walk(REPO):
         dirs[:] = [d for d in dirs if d not in skip_dirs and not d.endswith(".egg-info")]
@@ -143,7 +165,7 @@ def _run_hook(hook: str, src: Path, outdir: Path) -> tuple[str, str]:
     log = r.stdout + r.stderr
     if r.returncode != 0:
         pytest.fail(f"{hook} failed (exit {r.returncode}):\n{log[-6000:]}")
-    built = [ln[len("BUILT:"):] for ln in r.stdout.splitlines() if ln.startswith("BUILT:")]
+    built = [ln[len("BUILT:") :] for ln in r.stdout.splitlines() if ln.startswith("BUILT:")]
     assert built, log[-3000:]
     return built[-1].strip(), log
 
@@ -168,6 +190,17 @@ def build_env():
 
     if int(Cython.__version__.split(".")[0]) < 3:
         _skip_or_fail(f"Cython >= 3 needed, found {Cython.__version__}")
+    import setuptools
+
+    st_version = tuple(int(x) for x in re.findall(r"\d+", setuptools.__version__)[:2])
+    if st_version < (70, 1):
+        try:
+            importlib.import_module("wheel")
+        except ImportError:
+            _skip_or_fail(
+                f"setuptools {setuptools.__version__} has no bdist_wheel of its own and the "
+                '`wheel` package is missing (pip install "setuptools>=70.1")'
+            )
     cc = (os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc").split()[0]
     if shutil.which(cc) is None:
         _skip_or_fail(f"no C compiler ({cc!r} not found)")
@@ -201,7 +234,7 @@ def sdist_names(sdist):
     top = {PurePosixPath(n).parts[0] for n in names}
     assert len(top) == 1, f"sdist has several top-level folders: {top}"
     prefix = top.pop() + "/"
-    return {n[len(prefix):] for n in names}
+    return {n[len(prefix) :] for n in names}
 
 
 @pytest.fixture(scope="module")
@@ -261,23 +294,30 @@ def test_wheel_from_sdist_contents(sdist_names, wheel):
     py_missing = sorted(
         n
         for n in sdist_names
-        if n.startswith(("ecomcore/", "ecomcore_ext/")) and n.endswith((".py", "py.typed"))
+        if n.startswith(("ecomcore/", "ecomcore_ext/"))
+        and n.endswith((".py", "py.typed"))
         and n not in names
     )
     assert not py_missing, f"wheel lacks {py_missing}"
     for pyx in _ext_sources(sdist_names, ".pyx"):
         stem = pyx[: -len(".pyx")]
         compiled = [
-            n for n in names
-            if n.startswith(stem + ".") and n.endswith((".so", ".pyd")) and "/" not in n[len(stem):]
+            n
+            for n in names
+            if n.startswith(stem + ".")
+            and n.endswith((".so", ".pyd"))
+            and "/" not in n[len(stem) :]
         ]
         assert len(compiled) == 1, f"wheel lacks the compiled module for {pyx}: {compiled}"
         assert stem + ".pyi" in names, f"wheel lacks the stub {stem}.pyi"
     bad = sorted(n for n in names if n.endswith((".c", ".pyx", ".o", ".pyc")))
     assert not bad, f"wheel holds sources or build output it must not ship: {bad}"
     tops = {PurePosixPath(n).parts[0] for n in names}
-    extra = sorted(t for t in tops if t not in ("ecomcore", "ecomcore_ext")
-                   and not t.endswith((".dist-info", ".data")))
+    extra = sorted(
+        t
+        for t in tops
+        if t not in ("ecomcore", "ecomcore_ext") and not t.endswith((".dist-info", ".data"))
+    )
     assert not extra, f"wheel installs unexpected top-level entries: {extra}"
 
 
@@ -304,7 +344,8 @@ def test_wheel_metadata(wheel):
 @pytest.mark.slow
 def test_build_uses_portable_flags(wheel):
     """No -march=native / -ffast-math in the compile commands the wheel build ran."""
-    compile_lines = [ln for ln in wheel["log"].splitlines() if "ecomcore_ext/" in ln and " -c " in ln]
+    lines = wheel["log"].splitlines()
+    compile_lines = [ln for ln in lines if "ecomcore_ext/" in ln and " -c " in ln]
     assert compile_lines, "the build log shows no compile command for ecomcore_ext"
     for ln in compile_lines:
         for flag in ("-march=native", "-mtune=native", "-ffast-math", "-Ofast"):
@@ -324,7 +365,8 @@ def test_wheel_from_sdist_imports(wheel):
         "for m in (ecomcore, ecomcore_ext):\n"
         "    assert os.path.realpath(m.__file__).startswith(here + os.sep), m.__file__\n"
         "d = pathlib.Path(ecomcore_ext.__file__).parent\n"
-        "mods = sorted({p.name.split('.')[0] for p in d.iterdir() if p.suffix in ('.so', '.pyd')})\n"
+        "mods = sorted({p.name.split('.')[0] for p in d.iterdir()\n"
+        "               if p.suffix in ('.so', '.pyd')})\n"
         "assert mods, 'no compiled modules'\n"
         "for name in mods:\n"
         "    importlib.import_module('ecomcore_ext.' + name)\n"
@@ -332,7 +374,11 @@ def test_wheel_from_sdist_imports(wheel):
     )
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSTARTUP")}
     r = subprocess.run(
-        [sys.executable, "-c", code], cwd=target, env=env, capture_output=True, text=True,
+        [sys.executable, "-c", code],
+        cwd=target,
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=120,
     )
     assert r.returncode == 0, r.stdout + r.stderr

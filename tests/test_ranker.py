@@ -201,6 +201,25 @@ def test_ranker_topk_matches_reference(dtype):
     assert_topk_close(res, A, B, 6, w=w, score_dtype=dtype)
 
 
+@pytest.mark.parametrize("db, da, expected", [
+    (np.float32, np.float32, np.float32),
+    (np.float32, np.float64, np.float64),
+    (np.float64, np.float32, np.float64),
+    (np.float64, np.float64, np.float64),
+])
+def test_ranker_score_dtype_rule(db, da, expected):
+    A, B = int_problem(27, n_users=8, n_tags=5, n_merchants=9)
+    r = ec.Ranker(B.astype(db), boost=np.full(9, 0.5))
+    res = r.topk(A.astype(da), k=3, follows=sp.csr_array(np.eye(8, 9)))
+    assert res.scores.dtype == expected
+    assert res.indices.dtype == np.int32
+    assert_topk_equal(res, reference_topk(A, B, 3, w=np.full(9, 0.5), F=np.eye(8, 9)))
+    ids, wts = _row(A.astype(da), 3)
+    one = r.topk_one(ids, wts, k=3)
+    assert one.scores.dtype == expected
+    np.testing.assert_array_equal(one.indices[0], res.indices[3])
+
+
 def test_ranker_topk_equals_sparse_topk_with_its_weight():
     A, B = random_problem(12, n_users=40, n_tags=10, n_merchants=30)
     rng = np.random.default_rng(12)
@@ -243,14 +262,18 @@ def test_progress_callback():
     assert_topk_close(res, A, B, 3)
 
 
-def test_progress_exception_propagates():
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_progress_exception_propagates(exc):
+    # An exception between row blocks (e.g. Ctrl-C) stops the call; the Ranker stays usable.
     A, B = random_problem(17, n_users=50, n_tags=10, n_merchants=40)
+    r = ec.Ranker(B)
 
     def boom(done, total):
-        raise RuntimeError("stop here")
+        raise exc("stop here")
 
-    with pytest.raises(RuntimeError, match="stop here"):
-        ec.Ranker(B).topk(A, k=3, progress=boom)
+    with pytest.raises(exc, match="stop here"):
+        r.topk(A, k=3, progress=boom)
+    assert_topk_close(r.topk(A, k=3), A, B, 3)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -137,6 +137,19 @@ def test_zero_users():
     assert_topk_wellformed(res, 0, 6, 3, np.float64)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zero_tags(dtype):
+    # An empty tag space is a valid (if degenerate) problem: nobody reaches anything.
+    A = sp.csr_array(np.zeros((3, 0), dtype=dtype))
+    B = sp.csr_array(np.zeros((0, 4), dtype=dtype))
+    res = ec.sparse_topk(A, B, 2)
+    assert_topk_wellformed(res, 3, 4, 2, dtype)
+    assert np.all(res.counts == 0)
+    F = sp.csr_array(np.eye(3, 4))
+    res = ec.sparse_topk(A, B, 2, follows=F)
+    assert res.indices.tolist() == [[0, -1], [1, -1], [2, -1]]
+
+
 def test_no_stored_entries_at_all():
     A = sp.csr_array((5, 4))
     B = sp.csr_array((4, 7))
@@ -208,6 +221,29 @@ def test_larger_random_problem_close():
     for k in (1, 10, 100):
         res = ec.sparse_topk(A, B, k, n_threads=2)
         assert_topk_close(res, A, B, k)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_many_merchants_exact_with_everything(dtype):
+    # 517 merchants (not a multiple of any chunk size), rows from empty to reaching everything,
+    # many exact ties: exercises touched-list and full-scan selection and the chunk skip test.
+    rng = np.random.default_rng(99)
+    n_u, n_t, n_m = 40, 12, 517
+    Ad = rng.choice([-1.0, 1.0, 2.0], (n_u, n_t)) * (rng.random((n_u, n_t)) < 0.3)
+    Ad[:4] = 0.0
+    Ad[4:8] = rng.choice([1.0, 2.0], (4, n_t))  # dense rows
+    Bd = rng.choice([-1.0, 1.0, 1.0, 2.0], (n_t, n_m)) * (rng.random((n_t, n_m)) < 0.15)
+    Bd[:, -3:] = 1.0
+    Fd = rng.choice([0.0, 1.0, -1.0], (n_u, n_m), p=[0.98, 0.01, 0.01])
+    Ed = rng.random((n_u, n_m)) < 0.05
+    w = rng.choice([0.0, 0.5, 1.0, 2.0], n_m, p=[0.1, 0.2, 0.5, 0.2])
+    A, B = sp.csr_array(Ad.astype(dtype)), sp.csr_array(Bd.astype(dtype))
+    for k in (1, 7, 64, 65, 200, 600):
+        for thr in (None, 0.0, 1.5):
+            res = ec.sparse_topk(A, B, k, merchant_weight=w, follows=sp.csr_array(Fd),
+                                 exclude=sp.csr_array(Ed), threshold=thr, n_threads=2)
+            ref = reference_topk(Ad, Bd, k, w=w, F=Fd, E=Ed, threshold=thr)
+            assert_topk_equal(res, ref, score_dtype=dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,3 +555,55 @@ def test_numpy_integer_k_and_n_threads():
     A, B = int_problem(52)
     res = ec.sparse_topk(A, B, np.int64(3), n_threads=np.int32(2))
     assert_topk_equal(res, reference_topk(A, B, 3))
+
+
+# ---------------------------------------------------------------------------------------------
+# w is applied to the finished sum: (sum_t A*B + fw*F) * w, not sum_t A*(B*w)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("w", [0.4017482428623452, 0.1, 0.7, 1 / 3, 0.123456789])
+def test_exact_cancellation_with_non_dyadic_weight(w):
+    # (7*9 + 9*(-7)) * w == 0 exactly, whatever w is; the candidate stays with score 0 and a
+    # threshold of 0 drops it (0 is not > 0).
+    A = sp.csr_array(np.array([[7.0, 9.0]]))
+    B = sp.csr_array(np.array([[9.0, 1.0], [-7.0, 0.0]]))
+    wv = np.array([w, w])
+    res = ec.sparse_topk(A, B, 2, merchant_weight=wv)
+    assert res.indices.tolist() == [[1, 0]]
+    assert res.scores[0, 1] == 0.0
+    assert res.scores[0, 0] == 7.0 * w
+    res = ec.sparse_topk(A, B, 2, merchant_weight=wv, threshold=0.0)
+    assert res.counts.tolist() == [1]
+    assert res.indices.tolist() == [[1, -1]]
+
+
+def test_exact_cancellation_with_trust_in_ranker():
+    A = sp.csr_array(np.array([[7.0, 9.0], [3.0, 5.0]]))
+    B = sp.csr_array(np.array([[9.0, 5.0], [-7.0, -3.0]]))
+    r = ec.Ranker(B, trust=np.array([0.4017482428623452, 0.7]), beta=1.3)
+    res = r.topk(A, k=2)
+    # user 0: m0 = 0, m1 = (45 - 27) * w1 > 0; user 1: m0 = (27 - 35) w0 < 0, m1 = 0
+    assert res.indices.tolist() == [[1, 0], [1, 0]]
+    assert res.scores[0, 1] == 0.0
+    assert res.scores[1, 0] == 0.0
+    one = r.topk_one([0, 1], [7.0, 9.0], k=2)
+    assert one.scores[0, 1] == 0.0
+
+
+@pytest.mark.parametrize("dtype, a, b_col1, w", [
+    (np.float64, [5.0, 12.0, 16.0], [12.0, -5.0, 2.0], 0.5144009227062943),
+    (np.float32, [17.0, 12.0, 6.0], [36.0, -51.0, 1.0], 0.6492636799812317),
+])
+def test_equal_scores_after_weighting_tie_by_index(dtype, a, b_col1, w):
+    # Merchant 1's interest cancels down to the same sum as merchant 0's; with the same w both
+    # scores are equal, so the tie must resolve to merchant 0 first.
+    A = sp.csr_array(np.array([a], dtype=dtype))
+    B = sp.csr_array(np.array([[0.0, b_col1[0]], [0.0, b_col1[1]], [b_col1[2], b_col1[2]]],
+                              dtype=dtype))
+    sum0 = a[2] * b_col1[2]
+    assert a[0] * b_col1[0] + a[1] * b_col1[1] + sum0 == sum0
+    res = ec.sparse_topk(A, B, 2, merchant_weight=np.array([w, w]))
+    expected = np.asarray(sum0, dtype=dtype) * np.asarray(w, dtype=dtype)
+    assert res.indices.tolist() == [[0, 1]]
+    assert res.scores[0].tolist() == [expected, expected]

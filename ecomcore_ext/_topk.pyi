@@ -1,0 +1,74 @@
+"""Type stubs for ecomcore_ext._topk (fused sparse interest x trust top-k kernels).
+
+Arguments are not validated here: call through :mod:`ecomcore`.
+"""
+
+import numpy as np
+import numpy.typing as npt
+
+FloatArray = npt.NDArray[np.float32] | npt.NDArray[np.float64]
+IndexArray = npt.NDArray[np.int32] | npt.NDArray[np.int64]
+
+def openmp_enabled() -> bool:
+    """True when the kernels were compiled with OpenMP."""
+
+def max_threads() -> int:
+    """OpenMP's default thread count (1 for a serial build)."""
+
+def fused_topk(
+    a_indptr: IndexArray,
+    a_indices: IndexArray,
+    a_data: FloatArray,
+    b_indptr: IndexArray,
+    b_indices: IndexArray,
+    b_data: FloatArray,
+    weight: FloatArray,
+    f_indptr: IndexArray,
+    f_indices: IndexArray,
+    f_data: FloatArray,
+    follow_weight: float,
+    e_indptr: IndexArray,
+    e_indices: IndexArray,
+    threshold: float,
+    scan_min: int,
+    row_start: int,
+    row_end: int,
+    out_idx: IndexArray,
+    out_score: FloatArray,
+    out_count: IndexArray,
+    ws_acc: FloatArray,
+    ws_mark: npt.NDArray[np.uint8],
+    ws_pair: FloatArray,
+    ws_touched: IndexArray,
+    ws_heap_s: FloatArray,
+    ws_heap_i: IndexArray,
+    n_threads: int,
+) -> None:
+    """Top-k of ``(A[u] @ B + follow_weight * F[u]) * weight`` for ``row_start <= u < row_end``.
+
+    Writes rows ``u - row_start`` of ``out_idx``/``out_score``/``out_count``.  All index and
+    value arrays share one index dtype and one float dtype.  An empty ``f_indptr`` or
+    ``e_indptr`` means no follows / no exclusions.  Rows whose multiply-add count reaches
+    ``scan_min`` select by a chunked scan of every merchant; others by their touched list.
+    Workspaces (one row per thread): ``ws_acc`` all 0, ``ws_mark`` all 0, ``ws_pair`` with NaN
+    in even and the weights in odd slots, ``ws_touched`` of ``n_merchants + 1`` entries and
+    heap buffers of the output width; they are returned in the same state.
+    """
+
+def score_row(
+    a_indices: IndexArray,
+    a_data: FloatArray,
+    b_indptr: IndexArray,
+    b_indices: IndexArray,
+    b_data: FloatArray,
+    weight: FloatArray,
+    f_indices: IndexArray,
+    f_data: FloatArray,
+    follow_weight: float,
+    query: IndexArray,
+    out_score: FloatArray,
+    out_reached: npt.NDArray[np.uint8],
+    ws_pair: FloatArray,
+    ws_touched: IndexArray,
+) -> None:
+    """One user's weighted scores at ``query``, accumulated exactly as in ``fused_topk``."""
