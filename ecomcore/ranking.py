@@ -41,6 +41,24 @@ _BLOCK_WORK = 1 << 24
 _ROW_OVERHEAD = 64
 
 
+def _threshold_as(threshold: float, vdt: np.dtype) -> Any:
+    """The largest value of ``vdt`` not above ``threshold``.
+
+    For a score ``v`` of that dtype, ``v > threshold`` holds exactly when ``v`` exceeds it, so
+    rounding the threshold to float32 never drops a score that is strictly greater.
+    """
+    with np.errstate(over="ignore"):
+        t = vdt.type(threshold)
+    if float(t) > threshold:
+        t = np.nextafter(t, vdt.type(-np.inf))
+    return t
+
+
+def _buffer_cap(width: int) -> int:
+    """Candidate buffer per thread: cut back to ``width`` when full (amortised O(1) per candidate)."""
+    return 2 * width + 16
+
+
 def _scan_min(n_cols: int) -> int:
     """Rows whose multiply-add count reaches this select by a chunked full scan.
 
@@ -112,6 +130,25 @@ def _pair_scratch(rows: int, weight: np.ndarray) -> np.ndarray:
     buf[:, 0::2] = np.nan
     buf[:, 1::2] = weight
     return buf
+
+
+def _make_workspace(rows: int, n_m: int, width: int, weight: np.ndarray, idt: np.dtype) -> tuple:
+    """Per-thread kernel scratch, in the state the kernel expects and leaves behind."""
+    vdt = weight.dtype
+    n_groups = n_m // 16 + 2
+    cap = _buffer_cap(width)
+    return (
+        _scratch(rows, n_m, vdt, 0),  # dense-row accumulator, all 0
+        _scratch(rows, n_m, np.uint8, 0),  # dense-row reached marks, all 0
+        _pair_scratch(rows, weight),  # sparse-row (sum, weight) pairs, sums NaN
+        _scratch(rows, n_m + 1, idt),  # touched list
+        _scratch(rows, n_m + 1, vdt),  # candidate scores of the row
+        np.empty((rows, n_groups), vdt),  # group maxima
+        np.empty((rows, n_groups), vdt),  # group maxima being selected
+        np.empty((rows, n_groups), idt),
+        np.empty((rows, cap), vdt),  # candidate buffer
+        np.empty((rows, cap), idt),
+    )
 
 
 class _Workspace(threading.local):
@@ -324,21 +361,13 @@ class Ranker:
             vdt.type(self._follow_weight),
             _EMPTY_PTR[idt] if e is None else e.indptr,
             _EMPTY_PTR[idt] if e is None else e.indices,
-            vdt.type(threshold), _scan_min(self.n_merchants), row_start, row_end, out_idx, out_sc, out_cnt,
-            ws[0], ws[1], ws[2], ws[3], ws[4], ws[5], n_threads,
+            _threshold_as(threshold, vdt), _scan_min(self.n_merchants), row_start, row_end, out_idx, out_sc, out_cnt,
+            *ws, n_threads,
         )
 
     def _workspace(self, n_threads: int, width: int, vdt: np.dtype, idt: np.dtype) -> tuple:
         nt = n_threads if _topk.openmp_enabled() else 1
-        n_m = self.n_merchants
-        return (
-            _scratch(nt, n_m, vdt, 0),
-            _scratch(nt, n_m, np.uint8, 0),
-            _pair_scratch(nt, self._side(vdt, idt).weight),
-            _scratch(nt, n_m + 1, idt),
-            np.empty((nt, width), dtype=vdt),
-            np.empty((nt, width), dtype=idt),
-        )
+        return _make_workspace(nt, self.n_merchants, width, self._side(vdt, idt).weight, idt)
 
     def _finish(self, idx: np.ndarray, sc: np.ndarray, cnt: np.ndarray) -> TopK:
         odt = index_dtype_for(self.n_merchants)
@@ -486,15 +515,14 @@ class Ranker:
         idt = self._b.indptr.dtype
         return ids.astype(idt), wts, fids.astype(idt), fw, vdt, idt
 
-    def _single_ws(self, vdt: np.dtype, idt: np.dtype) -> tuple:
+    def _single_ws(self, vdt: np.dtype, idt: np.dtype, width: int) -> tuple:
+        """This thread's scratch for one-user calls (reused; the kernel leaves it clean)."""
         key = (vdt, idt)
-        buf = self._ws.buffers.get(key)
-        if buf is None:
-            n_m = self.n_merchants
-            buf = (_scratch(1, n_m, vdt, 0), _scratch(1, n_m, np.uint8, 0),
-                   _pair_scratch(1, self._side(vdt, idt).weight), _scratch(1, n_m + 1, idt))
-            self._ws.buffers[key] = buf
-        return buf
+        ws = self._ws.buffers.get(key)
+        if ws is None or ws[-1].shape[1] < _buffer_cap(width):
+            ws = _make_workspace(1, self.n_merchants, width, self._side(vdt, idt).weight, idt)
+            self._ws.buffers[key] = ws
+        return ws
 
     def topk_one(
         self,
@@ -550,7 +578,7 @@ class Ranker:
         out_sc = np.empty((1, width), dtype=vdt)
         out_cnt = np.zeros(1, dtype=idt)
         if width:
-            acc, mark, pair, touched = self._single_ws(vdt, idt)
+            ws = self._single_ws(vdt, idt, width)
             _topk.fused_topk(
                 np.array([0, ids.shape[0]], dtype=idt), ids, wts,
                 side.indptr, side.indices, side.data, side.weight,
@@ -558,7 +586,7 @@ class Ranker:
                 vdt.type(self._follow_weight),
                 e_ptr, e_idx,
                 vdt.type(-np.inf), _scan_min(self.n_merchants), 0, 1, out_idx, out_sc, out_cnt,
-                acc, mark, pair, touched, np.empty((1, width), vdt), np.empty((1, width), idt), 1,
+                *ws, 1,
             )
         return self._finish(out_idx, out_sc, out_cnt)
 

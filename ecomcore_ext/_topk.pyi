@@ -40,8 +40,12 @@ def fused_topk(
     ws_mark: npt.NDArray[np.uint8],
     ws_pair: FloatArray,
     ws_touched: IndexArray,
-    ws_heap_s: FloatArray,
-    ws_heap_i: IndexArray,
+    ws_val: FloatArray,
+    ws_gm: FloatArray,
+    ws_gs: FloatArray,
+    ws_gi: IndexArray,
+    ws_buf_s: FloatArray,
+    ws_buf_i: IndexArray,
     n_threads: int,
 ) -> None:
     """Top-k of ``(A[u] @ B + follow_weight * F[u]) * weight`` for ``row_start <= u < row_end``.
@@ -51,8 +55,9 @@ def fused_topk(
     ``e_indptr`` means no follows / no exclusions.  Rows whose multiply-add count reaches
     ``scan_min`` select by a chunked scan of every merchant; others by their touched list.
     Workspaces (one row per thread): ``ws_acc`` all 0, ``ws_mark`` all 0, ``ws_pair`` with NaN
-    in even and the weights in odd slots, ``ws_touched`` of ``n_merchants + 1`` entries and
-    heap buffers of the output width; they are returned in the same state.
+    in even and the weights in odd slots, ``ws_touched`` and ``ws_val`` of ``n_merchants + 1``
+    entries, group-maximum arrays of ``n_merchants // 16 + 2`` and candidate buffers of a capacity
+    above the output width; they are returned in the same state.
     """
 
 def score_row(

@@ -11,7 +11,7 @@ from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int32_t, int64_t
 
 from ecomcore_ext._types cimport floating, index_t
-from ecomcore_ext._heap cimport heap_push, heap_sift_down, heap_sort_best_first
+from ecomcore_ext._select cimport select_best, sort_best_first
 
 cdef extern from "_simd.h" nogil:
     float ec_max_f32(const float *p, Py_ssize_t n)
@@ -32,10 +32,11 @@ cdef extern from *:
     int ECOMCORE_OPENMP
     int ec_max_threads() nogil
 
-# Selection works on runs of CHUNK accumulator entries: one vectorised max per run decides
-# whether any entry of the run can enter the current top-k.
+# Selection works on groups of GROUP consecutive candidate scores: one vectorised max per group
+# decides whether any of them can enter the top-k.
 cdef enum:
-    CHUNK = 64
+    GROUP = 16
+    GROUP_LONG = 64
 
 
 def openmp_enabled():
@@ -115,6 +116,25 @@ cdef inline Py_ssize_t _accumulate(
     return nt
 
 
+cdef inline void _offer(floating v, index_t m, floating* bs, index_t* bi, Py_ssize_t* nb,
+                        Py_ssize_t cap, Py_ssize_t width, floating* kv, index_t* ki,
+                        bint* full) noexcept nogil:
+    """Append a candidate; when the buffer is full keep only the best ``width``.
+
+    After a compaction ``kv``/``ki`` hold the current k-th best, which every later candidate
+    must beat to be offered at all.
+    """
+    bs[nb[0]] = v
+    bi[nb[0]] = m
+    nb[0] += 1
+    if nb[0] == cap:
+        select_best(bs, bi, cap, width)
+        nb[0] = width
+        kv[0] = bs[width - 1]
+        ki[0] = bi[width - 1]
+        full[0] = True
+
+
 cdef void _topk_row(
     Py_ssize_t u,
     const index_t* a_indptr, const index_t* a_indices, const floating* a_data,
@@ -126,15 +146,26 @@ cdef void _topk_row(
     floating threshold, Py_ssize_t scan_min, Py_ssize_t width,
     index_t* out_idx, floating* out_score, index_t* out_count,
     floating* acc, unsigned char* mark, floating* pair, index_t* touched,
-    floating* hs, index_t* hi,
+    floating* val, floating* gm, floating* gs, index_t* gi,
+    floating* bs, index_t* bi, Py_ssize_t cap,
 ) noexcept nogil:
-    cdef Py_ssize_t p, c0, c1, j, nt, hsize = 0
+    # Selection in two passes over the row's candidates:
+    # 1. sparse rows gather each touched merchant's weighted score into ``val`` (NaN when
+    #    excluded), resetting its sum; then the maximum of every G consecutive scores goes to
+    #    ``gm`` (G = 64, halved down to 16 while that gives fewer than 8 * width groups);
+    # 2. the width-th largest group maximum is a lower bound of the width-th best score (the
+    #    best ``width`` groups each hold a candidate at least that large), so only groups and
+    #    values reaching it are offered to a candidate buffer of ``cap`` (> width) pairs, which
+    #    introselect cuts back to the best ``width`` whenever it fills (raising the bar again).
+    # The weight multiplies the finished sum, as in the formula, so exact cancellations stay
+    # exactly 0.
+    cdef Py_ssize_t p, g, j, j0, j1, nt, n_items, n_groups, G, nb = 0
+    cdef floating buf[GROUP_LONG]
     cdef Py_ssize_t f_lo = 0, f_hi = 0
     cdef Py_ssize_t work = 0
-    cdef bint sparse
-    cdef index_t m
-    cdef floating v, bound = threshold
-    cdef floating buf[CHUNK]
+    cdef bint sparse, full = False
+    cdef index_t m, ki = 0
+    cdef floating v, kv = 0, bar = -INFINITY
 
     for p in range(a_indptr[u], a_indptr[u + 1]):
         work += b_indptr[a_indices[p] + 1] - b_indptr[a_indices[p]]
@@ -156,69 +187,79 @@ cdef void _topk_row(
                 pair[2 * e_indices[p]] = NAN
             else:
                 mark[e_indices[p]] = 0
+                acc[e_indices[p]] = 0
 
-    if not sparse:
-        # Scan every merchant in ascending order, CHUNK at a time: an entry equal to the
-        # current k-th best has a higher index and loses the tie, so strict comparisons
-        # suffice.  Unreached entries hold 0 here, which can only make the chunk maximum
-        # larger (a conservative skip test); mark decides membership.  The weight multiplies
-        # the finished sum, as in the formula, so exact cancellations stay exactly 0.
-        c0 = 0
-        while c0 < n_cols:
-            c1 = c0 + CHUNK
-            if c1 > n_cols:
-                c1 = n_cols
-            for j in range(c0, c1):
-                buf[j - c0] = acc[j] * weight[j]
-            if _chunk_max(buf, c1 - c0) > bound:
-                for j in range(c0, c1):
-                    v = buf[j - c0]
-                    if v > bound and mark[j]:
-                        if hsize < width:
-                            heap_push(hs, hi, hsize, v, <index_t>j)
-                            hsize += 1
-                            if hsize == width:
-                                bound = hs[0]
-                        else:
-                            heap_sift_down(hs, hi, hsize, v, <index_t>j)
-                            bound = hs[0]
-            memset(acc + c0, 0, (c1 - c0) * sizeof(floating))
-            memset(mark + c0, 0, (c1 - c0))
-            c0 = c1
+    # pass 1: group maxima
+    if sparse:
+        n_items = nt
+        for j in range(nt):
+            m = touched[j]
+            val[j] = pair[2 * m] * pair[2 * m + 1]
+            pair[2 * m] = NAN
     else:
-        # Touched merchants come in no particular order, so ties need the index test.  Weighted
-        # scores are gathered CHUNK at a time (resetting the sums to NaN on the way) and a chunk
-        # whose maximum cannot enter the heap is dropped without per-element work.
-        c0 = 0
-        while c0 < nt:
-            c1 = c0 + CHUNK
-            if c1 > nt:
-                c1 = nt
-            for j in range(c0, c1):
-                m = touched[j]
-                buf[j - c0] = pair[2 * m] * pair[2 * m + 1]
-                pair[2 * m] = NAN
-            v = _chunk_max(buf, c1 - c0)
-            if v > threshold and (hsize < width or v >= hs[0]):
-                for j in range(c0, c1):
-                    v = buf[j - c0]
-                    if v > threshold:
-                        m = touched[j]
-                        if hsize < width:
-                            heap_push(hs, hi, hsize, v, m)
-                            hsize += 1
-                        elif v > hs[0] or (v == hs[0] and m < hi[0]):
-                            heap_sift_down(hs, hi, hsize, v, m)
-            c0 = c1
+        n_items = n_cols
+    # about 8 * width groups or more: the bar then sits close to the true k-th best
+    G = GROUP_LONG
+    while G > GROUP and n_items < 8 * G * width:
+        G //= 2
+    n_groups = (n_items + G - 1) // G
+    for g in range(n_groups):
+        j0 = g * G
+        j1 = j0 + G
+        if j1 > n_items:
+            j1 = n_items
+        if sparse:
+            gm[g] = _chunk_max(val + j0, j1 - j0)
+        else:
+            for j in range(j0, j1):
+                buf[j - j0] = acc[j] * weight[j]
+            gm[g] = _chunk_max(buf, j1 - j0)
+    if n_groups > width:
+        for g in range(n_groups):
+            gs[g] = gm[g]
+            gi[g] = <index_t>g
+        select_best(gs, gi, n_groups, width)
+        bar = gs[width - 1]
+        if not sparse and not bar > 0:
+            # dense rows: entries that are not candidates hold exactly 0 and may be a group's
+            # maximum, so only a positive bar is known to come from real candidates
+            bar = -INFINITY
 
-    heap_sort_best_first(hs, hi, hsize)
-    for j in range(hsize):
-        out_idx[j] = hi[j]
-        out_score[j] = hs[j]
-    for j in range(hsize, width):
+    # pass 2: offer what can still enter the top-k
+    for g in range(n_groups):
+        v = gm[g]
+        if not (v > threshold and v >= bar and (not full or v >= kv)):
+            continue
+        j0 = g * G
+        j1 = j0 + G
+        if j1 > n_items:
+            j1 = n_items
+        for j in range(j0, j1):
+            if sparse:
+                v = val[j]
+                m = touched[j]
+            else:
+                v = acc[j] * weight[j]
+                m = <index_t>j
+                if not mark[j]:
+                    continue
+            if v > threshold and v >= bar and (not full or v > kv or (v == kv and m < ki)):
+                _offer(v, m, bs, bi, &nb, cap, width, &kv, &ki, &full)
+    if not sparse:
+        memset(acc, 0, n_cols * sizeof(floating))
+        memset(mark, 0, n_cols)
+
+    if nb > width:
+        select_best(bs, bi, nb, width)
+        nb = width
+    sort_best_first(bs, bi, nb)
+    for j in range(nb):
+        out_idx[j] = bi[j]
+        out_score[j] = bs[j]
+    for j in range(nb, width):
         out_idx[j] = -1
         out_score[j] = -INFINITY
-    out_count[0] = <index_t>hsize
+    out_count[0] = <index_t>nb
 
 
 def fused_topk(
@@ -232,7 +273,9 @@ def fused_topk(
     Py_ssize_t row_start, Py_ssize_t row_end,
     index_t[:, ::1] out_idx, floating[:, ::1] out_score, index_t[::1] out_count,
     floating[:, ::1] ws_acc, unsigned char[:, ::1] ws_mark, floating[:, ::1] ws_pair,
-    index_t[:, ::1] ws_touched, floating[:, ::1] ws_heap_s, index_t[:, ::1] ws_heap_i,
+    index_t[:, ::1] ws_touched, floating[:, ::1] ws_val, floating[:, ::1] ws_gm,
+    floating[:, ::1] ws_gs, index_t[:, ::1] ws_gi,
+    floating[:, ::1] ws_buf_s, index_t[:, ::1] ws_buf_i,
     int n_threads,
 ):
     """Top-k merchants for users ``row_start <= u < row_end`` (see ``_topk.pyi``)."""
@@ -272,7 +315,8 @@ def fused_topk(
                   threshold, scan_min, width,
                   &out_idx[r, 0], &out_score[r, 0], &out_count[r],
                   &ws_acc[t, 0], &ws_mark[t, 0], &ws_pair[t, 0], &ws_touched[t, 0],
-                  &ws_heap_s[t, 0], &ws_heap_i[t, 0])
+                  &ws_val[t, 0], &ws_gm[t, 0], &ws_gs[t, 0], &ws_gi[t, 0],
+                  &ws_buf_s[t, 0], &ws_buf_i[t, 0], ws_buf_s.shape[1])
 
 
 def score_row(

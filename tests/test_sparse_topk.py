@@ -98,6 +98,31 @@ def test_threshold_is_strict(threshold, expected):
     assert_topk_equal(res, ref)
 
 
+def test_float32_threshold_compared_without_rounding_the_threshold():
+    # Float32 scores are compared with the threshold as given: float32(0.1) = 0.10000000149...
+    # is strictly greater than 0.1, so threshold=0.1 keeps it; rounding the threshold to
+    # float32 first would drop it.
+    A = sp.csr_array(np.array([[1.0]], dtype=np.float32))
+    B = sp.csr_array(np.array([[0.1, 0.3, -0.5]], dtype=np.float32))
+    f32 = np.float32
+    cases = [
+        (0.1, [1, 0]),
+        (0.1000000000001, [1, 0]),
+        (float(f32(0.1)), [1]),  # equal: not strictly greater
+        (np.nextafter(float(f32(0.1)), -1.0), [1, 0]),
+        (-0.5, [1, 0]),
+        (np.nextafter(-0.5, -1.0), [1, 0, 2]),
+        (1e300, []),
+        (-1e300, [1, 0, 2]),
+    ]
+    for thr, expected in cases:
+        res = ec.sparse_topk(A, B, 3, threshold=thr)
+        assert res.scores.dtype == np.float32
+        got = res.indices[0, : res.counts[0]].tolist()
+        assert got == expected, (thr, got, res.scores)
+        assert all(float(v) > thr for v in res.scores[0, : res.counts[0]])
+
+
 def test_k_larger_than_candidates_pads():
     A = sp.csr_array(np.array([[1.0, 0.0], [0.0, 1.0]]))
     B = sp.csr_array(np.array([[1.0, 0.0, 0.0, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0, 0.0]]))
@@ -110,7 +135,7 @@ def test_k_larger_than_candidates_pads():
     assert np.all(np.isneginf(res.scores[1]))
 
 
-@pytest.mark.parametrize("k", [5, 6, 100])
+@pytest.mark.parametrize("k", [5, 6, 100, 10**12])
 def test_width_is_min_k_n_merchants(k):
     A, B = int_problem(3, n_users=6, n_tags=4, n_merchants=5)
     res = ec.sparse_topk(A, B, k)

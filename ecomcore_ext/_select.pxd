@@ -1,0 +1,137 @@
+# Top-k selection on (score, index) pairs: introselect and sort, no allocation, no GIL.
+#
+# Order: (s, i) is *better* than (t, j) when s > t, or s == t and i < j (ties go to the lower
+# index).  Indices are distinct, so this is a strict total order and partitioning always
+# terminates.  Quickselect uses a median-of-three pivot; past a depth limit it falls back to a
+# heap sort of the remaining range, so adversarial inputs cost O(n log n), never O(n^2).
+from ecomcore_ext._types cimport floating, index_t
+from ecomcore_ext._heap cimport heap_worse, heap_push, heap_sort_best_first
+
+
+cdef inline bint better(floating sa, index_t ia, floating sb, index_t ib) noexcept nogil:
+    # bitwise, not short-circuit: compiles to flag arithmetic instead of branches
+    return (sa > sb) | ((sa == sb) & (ia < ib))
+
+
+cdef inline void swap_pairs(floating* s, index_t* x, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    cdef floating ts = s[a]
+    cdef index_t tx = x[a]
+    s[a] = s[b]
+    x[a] = x[b]
+    s[b] = ts
+    x[b] = tx
+
+
+cdef inline void insertion_sort_best_first(floating* s, index_t* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef floating vs
+    cdef index_t vx
+    for i in range(1, n):
+        vs = s[i]
+        vx = x[i]
+        j = i
+        while j > 0 and better(vs, vx, s[j - 1], x[j - 1]):
+            s[j] = s[j - 1]
+            x[j] = x[j - 1]
+            j -= 1
+        s[j] = vs
+        x[j] = vx
+
+
+cdef inline void heap_sort_range(floating* s, index_t* x, Py_ssize_t n) noexcept nogil:
+    """Sort ``n`` pairs best first in O(n log n) (worst-at-root heap, then extraction)."""
+    cdef Py_ssize_t i
+    for i in range(n):
+        heap_push(s, x, i, s[i], x[i])
+    heap_sort_best_first(s, x, n)
+
+
+cdef inline Py_ssize_t _partition(floating* s, index_t* x, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    """Partition [lo, hi] around a median-of-three pivot; return the pivot's final position.
+
+    Afterwards every pair left of it is better than the pivot and every pair right of it worse.
+    """
+    cdef Py_ssize_t mid = lo + (hi - lo) // 2, i, store
+    # order lo, mid, hi so that s[mid] is the median of the three, then park it at hi
+    if better(s[mid], x[mid], s[lo], x[lo]):
+        swap_pairs(s, x, mid, lo)
+    if better(s[hi], x[hi], s[lo], x[lo]):
+        swap_pairs(s, x, hi, lo)
+    if better(s[hi], x[hi], s[mid], x[mid]):
+        swap_pairs(s, x, hi, mid)
+    swap_pairs(s, x, mid, hi)
+    cdef floating ps = s[hi]
+    cdef index_t px = x[hi]
+    cdef floating ts
+    cdef index_t tx
+    store = lo
+    # Branch-free Lomuto: always swap i with store and advance store when the element was
+    # better than the pivot (when it was not, both swapped elements are worse, so the
+    # invariant holds).  Comparisons against a pivot are unpredictable; a branch here would
+    # mispredict about half the time.
+    for i in range(lo, hi):
+        ts = s[i]
+        tx = x[i]
+        s[i] = s[store]
+        x[i] = x[store]
+        s[store] = ts
+        x[store] = tx
+        store += better(ts, tx, ps, px)
+    swap_pairs(s, x, store, hi)
+    return store
+
+
+cdef inline void select_best(floating* s, index_t* x, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Reorder so that the best ``k`` of ``n`` pairs come first, the k-th best at ``k - 1``."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, p, depth = 0, limit = 2
+    cdef Py_ssize_t m = n
+    if k <= 0 or k >= n:
+        return
+    while m > 1:
+        limit += 2
+        m >>= 1
+    while hi > lo:
+        if hi - lo < 16 or depth > limit:
+            if hi - lo < 16:
+                insertion_sort_best_first(s + lo, x + lo, hi - lo + 1)
+            else:
+                heap_sort_range(s + lo, x + lo, hi - lo + 1)
+            return
+        p = _partition(s, x, lo, hi)
+        depth += 1
+        if p == k - 1:
+            return
+        elif p < k - 1:
+            lo = p + 1
+        else:
+            hi = p - 1
+
+
+cdef inline void _quicksort(floating* s, index_t* x, Py_ssize_t lo, Py_ssize_t hi,
+                            int depth) noexcept nogil:
+    cdef Py_ssize_t p
+    while hi - lo >= 16:
+        if depth <= 0:
+            heap_sort_range(s + lo, x + lo, hi - lo + 1)
+            return
+        depth -= 1
+        p = _partition(s, x, lo, hi)
+        # recurse into the smaller side, loop on the larger: O(log n) stack
+        if p - lo < hi - p:
+            _quicksort(s, x, lo, p - 1, depth)
+            lo = p + 1
+        else:
+            _quicksort(s, x, p + 1, hi, depth)
+            hi = p - 1
+    if hi > lo:
+        insertion_sort_best_first(s + lo, x + lo, hi - lo + 1)
+
+
+cdef inline void sort_best_first(floating* s, index_t* x, Py_ssize_t n) noexcept nogil:
+    """Sort ``n`` pairs best first (introsort: quicksort, heap sort past a depth limit)."""
+    cdef int depth = 2
+    cdef Py_ssize_t m = n
+    while m > 1:
+        depth += 2
+        m >>= 1
+    _quicksort(s, x, 0, n - 1, depth)
