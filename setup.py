@@ -69,7 +69,7 @@ if sys.platform == "win32":
     compile_args = ["/O2"] + (["/openmp"] if USE_OPENMP else [])
     link_args = []
 else:
-    compile_args = ["-O3", "-fno-math-errno"] + (["-fopenmp"] if USE_OPENMP else [])
+    compile_args = ["-O3", "-fno-math-errno", "-funroll-loops"] + (["-fopenmp"] if USE_OPENMP else [])
     link_args = ["-fopenmp"] if USE_OPENMP else []
 
 extensions = [
