@@ -101,26 +101,11 @@ class _MerchantSide:
         self.w_max = float(w.max()) if w.size else 0.0
 
 
-_HUGE = 2 << 20
-
-
 def _scratch(rows: int, cols: int, dtype: Any, fill: Any = None) -> np.ndarray:
-    """A C-contiguous (rows, cols) scratch array, in huge pages where the OS allows.
-
-    The accumulators are hit at random positions; backing them with 2 MiB pages (numpy advises
-    transparent huge pages for allocations of 4 MiB and more) saves most TLB misses.
-    """
-    dt = np.dtype(dtype)
-    n = rows * cols
-    nbytes = max(n * dt.itemsize + _HUGE, 2 * _HUGE)
-    raw = np.empty(nbytes, dtype=np.uint8)
-    off = (-raw.ctypes.data) % _HUGE
-    if off + n * dt.itemsize > nbytes:  # pragma: no cover - cannot happen with the sizes above
-        off = (-raw.ctypes.data) % 64
-    buf = raw[off:off + n * dt.itemsize].view(dt).reshape(rows, cols)
-    if fill is not None:
-        buf[...] = fill
-    return buf
+    """A C-contiguous (rows, cols) scratch array, filled when ``fill`` is given."""
+    if fill is None:
+        return np.empty((rows, cols), dtype=dtype)
+    return np.full((rows, cols), fill, dtype=dtype)
 
 
 def _pair_scratch(rows: int, weight: np.ndarray) -> np.ndarray:
