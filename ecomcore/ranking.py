@@ -77,7 +77,8 @@ class _MerchantSide:
     __slots__ = ("indptr", "indices", "data", "weight", "row_absmax", "w_max")
 
     def __init__(self, b: CSRParts, weight: np.ndarray, value_dtype: np.dtype, index_dtype: np.dtype):
-        w = np.ascontiguousarray(weight, dtype=value_dtype)
+        with np.errstate(over="ignore"):
+            w = np.ascontiguousarray(weight, dtype=value_dtype)
         if not np.isfinite(w).all():
             raise ValueError(
                 f"merchant_weight: w = trust ** beta * boost overflows {np.dtype(value_dtype)}"
