@@ -409,6 +409,7 @@ class Ranker:
         out_idx = np.empty((n_u, width), dtype=idt)
         out_sc = np.empty((n_u, width), dtype=vdt)
         out_cnt = np.zeros(n_u, dtype=idt)
+        n_threads = min(n_threads, max(n_u, 1))  # never more scratch than rows to share it
         if n_u and width:
             ws = self._workspace(n_threads, width, vdt, idt)
             for r0, r1 in self._blocks(work, 0, n_u, n_threads):
@@ -454,6 +455,7 @@ class Ranker:
         work = self._plan(a, f, side, vdt)
         n_u = a.shape[0]
         width = min(k, self.n_merchants)
+        n_threads = min(n_threads, max(min(chunk_rows, n_u), 1))
         ws = self._workspace(n_threads, width, vdt, idt) if width else None
         for s0 in range(0, n_u, chunk_rows):
             s1 = min(s0 + chunk_rows, n_u)
