@@ -190,14 +190,7 @@ cdef void _topk_row(
                 acc[e_indices[p]] = 0
 
     # pass 1: group maxima
-    if sparse:
-        n_items = nt
-        for j in range(nt):
-            m = touched[j]
-            val[j] = pair[2 * m] * pair[2 * m + 1]
-            pair[2 * m] = NAN
-    else:
-        n_items = n_cols
+    n_items = nt if sparse else n_cols
     # about 8 * width groups or more: the bar then sits close to the true k-th best
     G = GROUP_LONG
     while G > GROUP and n_items < 8 * G * width:
@@ -209,6 +202,10 @@ cdef void _topk_row(
         if j1 > n_items:
             j1 = n_items
         if sparse:
+            for j in range(j0, j1):
+                m = touched[j]
+                val[j] = pair[2 * m] * pair[2 * m + 1]
+                pair[2 * m] = NAN
             gm[g] = _chunk_max(val + j0, j1 - j0)
         else:
             for j in range(j0, j1):
