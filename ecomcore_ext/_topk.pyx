@@ -19,6 +19,16 @@ cdef extern from "_simd.h" nogil:
 
 cdef extern from *:
     """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define EC_LIKELY(x) __builtin_expect(!!(x), 1)
+    #else
+    #define EC_LIKELY(x) (x)
+    #endif
+    """
+    bint EC_LIKELY(bint) nogil
+
+cdef extern from *:
+    """
     #ifndef ECOMCORE_OPENMP
     #define ECOMCORE_OPENMP 0
     #endif
@@ -81,16 +91,17 @@ cdef inline Py_ssize_t _accumulate(
         q_hi = b_indptr[a_indices[p] + 1]
         q = b_indptr[a_indices[p]]
         if sparse:
+            # in a sparse row most updates reach a new merchant: lay that path out straight
             while q < q_hi:
                 m = b_indices[q]
-                v = pair[2 * m]
+                v = pair[2 * <Py_ssize_t>m]
                 x = a * b_data[q]
-                if v != v:
-                    pair[2 * m] = x
+                if EC_LIKELY(v != v):
+                    pair[2 * <Py_ssize_t>m] = x
                     touched[nt] = m
                     nt += 1
                 else:
-                    pair[2 * m] = v + x
+                    pair[2 * <Py_ssize_t>m] = v + x
                 q += 1
         else:
             while q < q_hi:
@@ -106,13 +117,13 @@ cdef inline Py_ssize_t _accumulate(
                 mark[m] = 1
                 acc[m] += x
             else:
-                v = pair[2 * m]
+                v = pair[2 * <Py_ssize_t>m]
                 if v != v:
-                    pair[2 * m] = x
+                    pair[2 * <Py_ssize_t>m] = x
                     touched[nt] = m
                     nt += 1
                 else:
-                    pair[2 * m] = v + x
+                    pair[2 * <Py_ssize_t>m] = v + x
     return nt
 
 
@@ -184,7 +195,7 @@ cdef void _topk_row(
         # touched list, where its NaN is skipped and reset).
         for p in range(e_indptr[u], e_indptr[u + 1]):
             if sparse:
-                pair[2 * e_indices[p]] = NAN
+                pair[2 * <Py_ssize_t>e_indices[p]] = NAN
             else:
                 mark[e_indices[p]] = 0
                 acc[e_indices[p]] = 0
@@ -204,8 +215,8 @@ cdef void _topk_row(
         if sparse:
             for j in range(j0, j1):
                 m = touched[j]
-                val[j] = pair[2 * m] * pair[2 * m + 1]
-                pair[2 * m] = NAN
+                val[j] = pair[2 * <Py_ssize_t>m] * pair[2 * <Py_ssize_t>m + 1]
+                pair[2 * <Py_ssize_t>m] = NAN
             gm[g] = _chunk_max(val + j0, j1 - j0)
         else:
             for j in range(j0, j1):
@@ -343,8 +354,8 @@ def score_row(
                          0, f_indices.shape[0], f_ix, f_dt, follow_weight,
                          NULL, NULL, &ws_pair[0], &ws_touched[0], True)
         for j in range(query.shape[0]):
-            v = ws_pair[2 * query[j]]
+            v = ws_pair[2 * <Py_ssize_t>query[j]]
             out_reached[j] = v == v
-            out_score[j] = v * ws_pair[2 * query[j] + 1] if v == v else 0
+            out_score[j] = v * ws_pair[2 * <Py_ssize_t>query[j] + 1] if v == v else 0
         for j in range(nt):
-            ws_pair[2 * ws_touched[j]] = NAN
+            ws_pair[2 * <Py_ssize_t>ws_touched[j]] = NAN
