@@ -45,7 +45,7 @@ cdef extern from *:
 # Selection works on groups of GROUP consecutive candidate scores: one vectorised max per group
 # decides whether any of them can enter the top-k.
 cdef enum:
-    GROUP = 16
+    GROUP = 8
     GROUP_LONG = 64
 
 
@@ -163,7 +163,7 @@ cdef void _topk_row(
     # Selection in two passes over the row's candidates:
     # 1. sparse rows gather each touched merchant's weighted score into ``val`` (NaN when
     #    excluded), resetting its sum; then the maximum of every G consecutive scores goes to
-    #    ``gm`` (G = 64, halved down to 16 while that gives fewer than 8 * width groups);
+    #    ``gm`` (G = 64, halved down to 8 while that gives fewer than 8 * width groups);
     # 2. the width-th largest group maximum is a lower bound of the width-th best score (the
     #    best ``width`` groups each hold a candidate at least that large), so only groups and
     #    values reaching it are offered to a candidate buffer of ``cap`` (> width) pairs, which
