@@ -121,7 +121,7 @@ def _pair_scratch(rows: int, weight: np.ndarray) -> np.ndarray:
 def _make_workspace(rows: int, n_m: int, width: int, weight: np.ndarray, idt: np.dtype) -> tuple:
     """Per-thread kernel scratch, in the state the kernel expects and leaves behind."""
     vdt = weight.dtype
-    n_groups = n_m // 16 + 2
+    n_groups = n_m // 8 + 2  # the kernel's smallest group is 8 scores
     cap = _buffer_cap(width)
     return (
         _scratch(rows, n_m, vdt, 0),  # dense-row accumulator, all 0

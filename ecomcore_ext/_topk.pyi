@@ -56,7 +56,8 @@ def fused_topk(
     ``scan_min`` select by a chunked scan of every merchant; others by their touched list.
     Workspaces (one row per thread): ``ws_acc`` all 0, ``ws_mark`` all 0, ``ws_pair`` with NaN
     in even and the weights in odd slots, ``ws_touched`` and ``ws_val`` of ``n_merchants + 1``
-    entries, group-maximum arrays of ``n_merchants // 16 + 2`` and candidate buffers of a capacity
+    entries, group-maximum arrays (``n_merchants // 8 + 2`` entries let every row use the
+    finest groups) and candidate buffers of a capacity
     above the output width; they are returned in the same state.
     """
 

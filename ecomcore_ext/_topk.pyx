@@ -157,7 +157,7 @@ cdef void _topk_row(
     floating threshold, Py_ssize_t scan_min, Py_ssize_t width,
     index_t* out_idx, floating* out_score, index_t* out_count,
     floating* acc, unsigned char* mark, floating* pair, index_t* touched,
-    floating* val, floating* gm, floating* gs, index_t* gi,
+    floating* val, floating* gm, floating* gs, index_t* gi, Py_ssize_t gcap,
     floating* bs, index_t* bi, Py_ssize_t cap,
 ) noexcept nogil:
     # Selection in two passes over the row's candidates:
@@ -203,8 +203,9 @@ cdef void _topk_row(
     # pass 1: group maxima
     n_items = nt if sparse else n_cols
     # about 8 * width groups or more: the bar then sits close to the true k-th best
+    # (never more groups than the ``gm`` scratch holds)
     G = GROUP_LONG
-    while G > GROUP and n_items < 8 * G * width:
+    while G > GROUP and n_items < 8 * G * width and (n_items + G // 2 - 1) // (G // 2) <= gcap:
         G //= 2
     n_groups = (n_items + G - 1) // G
     for g in range(n_groups):
@@ -323,7 +324,7 @@ def fused_topk(
                   threshold, scan_min, width,
                   &out_idx[r, 0], &out_score[r, 0], &out_count[r],
                   &ws_acc[t, 0], &ws_mark[t, 0], &ws_pair[t, 0], &ws_touched[t, 0],
-                  &ws_val[t, 0], &ws_gm[t, 0], &ws_gs[t, 0], &ws_gi[t, 0],
+                  &ws_val[t, 0], &ws_gm[t, 0], &ws_gs[t, 0], &ws_gi[t, 0], ws_gm.shape[1],
                   &ws_buf_s[t, 0], &ws_buf_i[t, 0], ws_buf_s.shape[1])
 
 
