@@ -19,16 +19,6 @@ cdef extern from "_simd.h" nogil:
 
 cdef extern from *:
     """
-    #if defined(__GNUC__) || defined(__clang__)
-    #define EC_LIKELY(x) __builtin_expect(!!(x), 1)
-    #else
-    #define EC_LIKELY(x) (x)
-    #endif
-    """
-    bint EC_LIKELY(bint) nogil
-
-cdef extern from *:
-    """
     #ifndef ECOMCORE_OPENMP
     #define ECOMCORE_OPENMP 0
     #endif
@@ -91,12 +81,11 @@ cdef inline Py_ssize_t _accumulate(
         q_hi = b_indptr[a_indices[p] + 1]
         q = b_indptr[a_indices[p]]
         if sparse:
-            # in a sparse row most updates reach a new merchant: lay that path out straight
             while q < q_hi:
                 m = b_indices[q]
                 v = pair[2 * <Py_ssize_t>m]
                 x = a * b_data[q]
-                if EC_LIKELY(v != v):
+                if v != v:
                     pair[2 * <Py_ssize_t>m] = x
                     touched[nt] = m
                     nt += 1
@@ -201,7 +190,14 @@ cdef void _topk_row(
                 acc[e_indices[p]] = 0
 
     # pass 1: group maxima
-    n_items = nt if sparse else n_cols
+    if sparse:
+        n_items = nt
+        for j in range(nt):
+            m = touched[j]
+            val[j] = pair[2 * <Py_ssize_t>m] * pair[2 * <Py_ssize_t>m + 1]
+            pair[2 * <Py_ssize_t>m] = NAN
+    else:
+        n_items = n_cols
     # about 8 * width groups or more: the bar then sits close to the true k-th best
     # (never more groups than the ``gm`` scratch holds)
     G = GROUP_LONG
@@ -214,10 +210,6 @@ cdef void _topk_row(
         if j1 > n_items:
             j1 = n_items
         if sparse:
-            for j in range(j0, j1):
-                m = touched[j]
-                val[j] = pair[2 * <Py_ssize_t>m] * pair[2 * <Py_ssize_t>m + 1]
-                pair[2 * <Py_ssize_t>m] = NAN
             gm[g] = _chunk_max(val + j0, j1 - j0)
         else:
             for j in range(j0, j1):
