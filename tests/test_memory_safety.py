@@ -33,8 +33,16 @@ print("ok")
 """
 
 
-def test_kernels_do_not_corrupt_the_heap():
-    env = dict(os.environ, MALLOC_PERTURB_="165")
-    res = subprocess.run([sys.executable, "-c", CODE], env=env, capture_output=True, text=True, timeout=600)
+def test_kernels_do_not_corrupt_the_heap(tmp_path):
+    import ecomcore
+
+    # the child imports the same ecomcore as this process (installed wheel or in-place build),
+    # from a directory where no source tree can shadow it
+    home = os.path.dirname(os.path.dirname(os.path.abspath(ecomcore.__file__)))
+    path = os.pathsep.join([home] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    env = dict(os.environ, MALLOC_PERTURB_="165", PYTHONPATH=path)
+    res = subprocess.run(
+        [sys.executable, "-c", CODE], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip().endswith("ok")
