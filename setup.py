@@ -5,6 +5,7 @@ kernels are compiled serially.  Setting ``ECOMCORE_NO_OPENMP=1`` forces the seri
 Only portable optimisation flags are used: no ``-march=native`` and no ``-ffast-math``.
 """
 
+import glob
 import os
 import shutil
 import subprocess
@@ -16,7 +17,11 @@ import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
 
-KERNELS = ["_topk", "_checks"]
+# Every ecomcore_ext/*.pyx is a kernel module.  ECOMCORE_ONLY=name1,name2 builds just those (for
+# quick in-place rebuilds while developing; never set it for a real build).
+KERNELS = sorted(os.path.splitext(os.path.basename(p))[0] for p in glob.glob("ecomcore_ext/*.pyx"))
+if os.environ.get("ECOMCORE_ONLY"):
+    KERNELS = [k for k in KERNELS if k in os.environ["ECOMCORE_ONLY"].split(",")]
 
 
 def _compiler_accepts_openmp() -> bool:
