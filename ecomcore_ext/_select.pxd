@@ -135,3 +135,83 @@ cdef inline void sort_best_first(floating* s, index_t* x, Py_ssize_t n) noexcept
         depth += 2
         m >>= 1
     _quicksort(s, x, 0, n - 1, depth)
+
+
+# Value-only selection (no indices, no tie order): for the selection bar, where only the value
+# of the k-th largest group maximum matters.  Values must not be NaN.
+
+cdef inline void _sift_down_min(floating* s, Py_ssize_t start, Py_ssize_t n) noexcept nogil:
+    # min-heap on s[0:n]: the root is the smallest
+    cdef Py_ssize_t root = start, child
+    cdef floating t
+    while 2 * root + 1 < n:
+        child = 2 * root + 1
+        if child + 1 < n and s[child + 1] < s[child]:
+            child += 1
+        if s[child] < s[root]:
+            t = s[root]
+            s[root] = s[child]
+            s[child] = t
+            root = child
+        else:
+            return
+
+
+cdef inline floating _kth_largest_heap(floating* s, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    # O(n log k): keep the k largest in a min-heap at s[0:k]
+    cdef Py_ssize_t i
+    for i in range(k // 2 - 1, -1, -1):
+        _sift_down_min(s, i, k)
+    for i in range(k, n):
+        if s[i] > s[0]:
+            s[0] = s[i]
+            _sift_down_min(s, 0, k)
+    return s[0]
+
+
+cdef inline floating kth_largest(floating* s, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
+    """Return the ``k``-th largest of ``n`` values (``1 <= k <= n``), reordering ``s``."""
+    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, store, mid, depth = 0, limit = 2, m = n
+    cdef floating ps, ts
+    while m > 1:
+        limit += 2
+        m >>= 1
+    k -= 1  # target position when sorted descending
+    while hi > lo:
+        if hi - lo < 16:
+            # insertion sort descending
+            for i in range(lo + 1, hi + 1):
+                ts = s[i]
+                j = i
+                while j > lo and ts > s[j - 1]:
+                    s[j] = s[j - 1]
+                    j -= 1
+                s[j] = ts
+            return s[k]
+        if depth > limit:
+            return _kth_largest_heap(s + lo, hi - lo + 1, k - lo + 1)
+        depth += 1
+        mid = lo + (hi - lo) // 2
+        # median of three to s[hi]
+        if s[mid] > s[lo]:
+            ts = s[mid]; s[mid] = s[lo]; s[lo] = ts
+        if s[hi] > s[lo]:
+            ts = s[hi]; s[hi] = s[lo]; s[lo] = ts
+        if s[mid] > s[hi]:
+            ts = s[mid]; s[mid] = s[hi]; s[hi] = ts
+        ps = s[hi]
+        store = lo
+        for i in range(lo, hi):  # branch-free Lomuto: larger values to the left
+            ts = s[i]
+            s[i] = s[store]
+            s[store] = ts
+            store += ts > ps
+        s[hi] = s[store]
+        s[store] = ps
+        if store == k:
+            return ps
+        elif store < k:
+            lo = store + 1
+        else:
+            hi = store - 1
+    return s[k]

@@ -28,7 +28,13 @@ static inline float ec_max_f32(const float *p, ptrdiff_t n)
     ptrdiff_t i = 0;
     float m = -INFINITY;
 #if defined(EC_HAVE_SSE2)
-    if (n >= 16) {
+    if (n == 8) {  /* the selection's smallest groups: two loads, two shuffles */
+        __m128 a = _mm_max_ps(_mm_loadu_ps(p + 4), _mm_max_ps(_mm_loadu_ps(p), _mm_set1_ps(-INFINITY)));
+        a = _mm_max_ps(_mm_shuffle_ps(a, a, _MM_SHUFFLE(1, 0, 3, 2)), a);
+        a = _mm_max_ps(_mm_shuffle_ps(a, a, _MM_SHUFFLE(2, 3, 0, 1)), a);
+        return _mm_cvtss_f32(a);
+    }
+    if (n >= 4) {
         __m128 m0 = _mm_set1_ps(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
         for (; i + 16 <= n; i += 16) {
             /* _mm_max_ps(a, b) returns b when a is NaN: the running maximum is the 2nd operand */
@@ -37,6 +43,8 @@ static inline float ec_max_f32(const float *p, ptrdiff_t n)
             m2 = _mm_max_ps(_mm_loadu_ps(p + i + 8), m2);
             m3 = _mm_max_ps(_mm_loadu_ps(p + i + 12), m3);
         }
+        for (; i + 4 <= n; i += 4)  /* short runs (groups of 8) stay vectorised too */
+            m0 = _mm_max_ps(_mm_loadu_ps(p + i), m0);
         m0 = _mm_max_ps(_mm_max_ps(m0, m1), _mm_max_ps(m2, m3));
         m0 = _mm_max_ps(m0, _mm_shuffle_ps(m0, m0, _MM_SHUFFLE(1, 0, 3, 2)));
         m0 = _mm_max_ps(m0, _mm_shuffle_ps(m0, m0, _MM_SHUFFLE(2, 3, 0, 1)));
@@ -78,7 +86,7 @@ static inline double ec_max_f64(const double *p, ptrdiff_t n)
     ptrdiff_t i = 0;
     double m = -INFINITY;
 #if defined(EC_HAVE_SSE2)
-    if (n >= 8) {
+    if (n >= 2) {
         __m128d m0 = _mm_set1_pd(-INFINITY), m1 = m0, m2 = m0, m3 = m0;
         for (; i + 8 <= n; i += 8) {
             m0 = _mm_max_pd(_mm_loadu_pd(p + i), m0);
@@ -86,6 +94,8 @@ static inline double ec_max_f64(const double *p, ptrdiff_t n)
             m2 = _mm_max_pd(_mm_loadu_pd(p + i + 4), m2);
             m3 = _mm_max_pd(_mm_loadu_pd(p + i + 6), m3);
         }
+        for (; i + 2 <= n; i += 2)
+            m0 = _mm_max_pd(_mm_loadu_pd(p + i), m0);
         m0 = _mm_max_pd(_mm_max_pd(m0, m1), _mm_max_pd(m2, m3));
         m0 = _mm_max_pd(m0, _mm_shuffle_pd(m0, m0, 1));
         m = _mm_cvtsd_f64(m0);

@@ -6,12 +6,12 @@ values, no overflow).  Nothing here allocates Python objects inside the parallel
 GIL is released for the whole row loop.
 """
 from cython.parallel cimport prange, threadid
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int32_t, int64_t
 
 from ecomcore_ext._types cimport floating, index_t
-from ecomcore_ext._select cimport select_best, sort_best_first
+from ecomcore_ext._select cimport kth_largest, select_best, sort_best_first
 
 cdef extern from "_simd.h" nogil:
     float ec_max_f32(const float *p, Py_ssize_t n)
@@ -216,11 +216,8 @@ cdef void _topk_row(
                 buf[j - j0] = acc[j] * weight[j]
             gm[g] = _chunk_max(buf, j1 - j0)
     if n_groups > width:
-        for g in range(n_groups):
-            gs[g] = gm[g]
-            gi[g] = <index_t>g
-        select_best(gs, gi, n_groups, width)
-        bar = gs[width - 1]
+        memcpy(gs, gm, n_groups * sizeof(floating))
+        bar = kth_largest(gs, n_groups, width)
         if not sparse and not bar > 0:
             # dense rows: entries that are not candidates hold exactly 0 and may be a group's
             # maximum, so only a positive bar is known to come from real candidates

@@ -632,3 +632,19 @@ def test_equal_scores_after_weighting_tie_by_index(dtype, a, b_col1, w):
     expected = np.asarray(sum0, dtype=dtype) * np.asarray(w, dtype=dtype)
     assert res.indices.tolist() == [[0, 1]]
     assert res.scores[0].tolist() == [expected, expected]
+
+
+@pytest.mark.parametrize("n", [5_000, 100_000])
+@pytest.mark.parametrize("k", [1, 10, 100, 700])
+def test_many_equal_scores_select_lowest_indices(n, k):
+    # every group maximum equal (the selection bar's value-only introselect sees only ties),
+    # then two tiers of scores: ties must go to the lower merchant index in both cases
+    A = sp.csr_array(np.ones((2, 1), np.float32))
+    B = sp.csr_array(np.ones((1, n), np.float32))
+    res = ec.sparse_topk(A, B, k)
+    assert res.indices.tolist() == [list(range(k))] * 2
+    w = np.ones(n)
+    w[::7] = 2.0
+    res = ec.sparse_topk(A, B, k, merchant_weight=w)
+    expected = sorted(range(n), key=lambda m: (-w[m], m))[:k]
+    assert res.indices[0].tolist() == expected
