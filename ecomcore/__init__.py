@@ -5,12 +5,17 @@ computed by fused Cython kernels that never build the users x merchants matrix.
 """
 
 from ecomcore._config import show_config
+from ecomcore.governance import IdentityGraph
+from ecomcore.indicators import DIMENSIONS, Indicator
 from ecomcore.ranking import Ranker, sparse_topk
 from ecomcore.topk import TopK, concat_topk, merge_topk
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "DIMENSIONS",
+    "IdentityGraph",
+    "Indicator",
     "Ranker",
     "TopK",
     "concat_topk",

@@ -19,13 +19,20 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Callable, Tuple
+from typing import Any, Callable, Sequence, Tuple
 
 import numpy as np
 import numpy.typing as npt
 import scipy.sparse as sp
 
-__all__ = ["Market", "compare_topk", "scipy_topk", "synthetic_market"]
+__all__ = [
+    "Market",
+    "compare_topk",
+    "scipy_topk",
+    "synthetic_identity_links",
+    "synthetic_market",
+    "synthetic_trust_events",
+]
 
 # Rows generated per chunk: keeps the temporaries cache-sized (a few hundred thousand draws).
 # Fixed, so that results never depend on anything but the arguments.
@@ -156,9 +163,7 @@ def _alias_table(p: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     return prob, alias
 
 
-def _zipf_sampler(
-    n_cols: int, a: float, perm: np.ndarray
-) -> Callable[[np.random.Generator, int], np.ndarray]:
+def _zipf_sampler(n_cols: int, a: float, perm: np.ndarray) -> Callable[[np.random.Generator, int], np.ndarray]:
     """Return ``draw(rng, n)``: ``n`` column ids, rank r drawn with p ~ (r+1)^-a, mapped by perm."""
     p = np.arange(1, n_cols + 1, dtype=np.float64) ** (-a)
     p /= p.sum()
@@ -220,11 +225,7 @@ def _distinct_rows(
             rows = np.repeat(active.astype(key_dtype), deficit[active])
             new = _sorted_unique(rows * n_cols + draw(rng, rows.size))
             at = np.searchsorted(keys, new)
-            present = (
-                keys[np.minimum(at, keys.size - 1)] == new
-                if keys.size
-                else np.zeros(new.size, dtype=bool)
-            )
+            present = keys[np.minimum(at, keys.size - 1)] == new if keys.size else np.zeros(new.size, dtype=bool)
             fresh = ~present
             new = new[fresh]
             keys = np.insert(keys, at[fresh], new)
@@ -238,9 +239,7 @@ def _distinct_rows(
     return indptr, indices[:pos]
 
 
-def _uniform(
-    rng: np.random.Generator, n: int, low: float, high: float, dtype: np.dtype
-) -> np.ndarray:
+def _uniform(rng: np.random.Generator, n: int, low: float, high: float, dtype: np.dtype) -> np.ndarray:
     """Uniform values in ``[low, high]`` drawn directly in ``dtype`` (no float64 temporary)."""
     out = rng.random(n, dtype=dtype)
     out *= dtype.type(high - low)
@@ -249,9 +248,7 @@ def _uniform(
     return out
 
 
-def _csr(
-    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, shape: Tuple[int, int]
-) -> sp.csr_array:
+def _csr(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, shape: Tuple[int, int]) -> sp.csr_array:
     """Assemble a canonical csr_array, with int32 index arrays whenever they fit."""
     if indptr[-1] < 2**31 and max(shape) < 2**31:
         indptr = indptr.astype(np.int32)
@@ -337,9 +334,7 @@ def synthetic_market(
     n_merchants = _check_int("n_merchants", n_merchants, 1)
     seed = _check_int("seed", seed, 0)
     if not isinstance(shared_popularity, (bool, np.bool_)):
-        raise TypeError(
-            f"shared_popularity: expected a bool, got {type(shared_popularity).__name__}"
-        )
+        raise TypeError(f"shared_popularity: expected a bool, got {type(shared_popularity).__name__}")
     zipf_a = _check_real("zipf_a", zipf_a)
     if zipf_a < 0:
         raise ValueError(f"zipf_a: must be >= 0, got {zipf_a}")
@@ -392,9 +387,7 @@ def synthetic_market(
     by_merchant = sp.csr_array((data, indices, indptr), shape=(n_merchants, n_tags))
     by_tag = by_merchant.T.tocsr()  # CSC -> CSR conversion yields sorted indices
     by_tag.sort_indices()
-    merchant_tags_csr = _csr(
-        by_tag.indptr.astype(np.int64), by_tag.indices, by_tag.data, (n_tags, n_merchants)
-    )
+    merchant_tags_csr = _csr(by_tag.indptr.astype(np.int64), by_tag.indices, by_tag.data, (n_tags, n_merchants))
 
     # Trust and bans.
     rng = np.random.default_rng(ss_trust)
@@ -425,6 +418,133 @@ def synthetic_market(
         banned=banned,
         follows=follows,
     )
+
+
+def synthetic_trust_events(
+    quality: npt.ArrayLike,
+    indicators: Sequence[Any],
+    *,
+    n_events: int,
+    start: float,
+    days: float = 180.0,
+    buyers: int = 0,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Generate merchant events for a trust model from a latent quality per merchant.
+
+    Merchant ``m`` with quality ``q[m]`` in [0, 1] draws its share of ``n_events`` from a
+    Zipf-like volume (a few merchants hold most orders, many hold a handful), indicators
+    uniformly from ``indicators``, times uniformly in ``[start, start + days)``, and values by the
+    indicator's kind and direction: a ``rate`` is 1 with probability ``0.02 + 0.3 * (1 - q)``
+    when lower is better (refunds, complaints), ``0.5 + 0.45 * q`` when higher is better; a
+    ``rating`` is ``round(1 + 4 * q + noise)`` clipped to 1..5; a ``magnitude`` is gamma
+    distributed with mean ``10 * (2 - q)`` (lower is better) or ``10 * (1 + q)``.  Veto
+    indicators fire with probability ``0.002 * (1 - q) ** 4``.
+
+    Parameters
+    ----------
+    quality : array_like of float
+        Latent quality per merchant, in [0, 1].
+    indicators : sequence of Indicator
+        The catalogue the events refer to (by position).
+    n_events : int
+        Number of events (>= 0).
+    start : float
+        First possible event time (Unix seconds).
+    days : float, default 180
+        Length of the time window.
+    buyers : int, default 0
+        When > 0, a ``buyer`` column with ids in ``[0, buyers)`` is added.
+    seed : int, default 0
+        Seed.
+
+    Returns
+    -------
+    dict of str to ndarray
+        Columns ``merchant`` (int64), ``indicator`` (int64), ``value``, ``time`` (float64) and,
+        with ``buyers > 0``, ``buyer`` (int64): the columnar events of ``TrustModel.fold``.
+    """
+    q = np.asarray(quality, dtype=np.float64)
+    if q.ndim != 1 or q.size == 0 or not np.all((q >= 0) & (q <= 1)):
+        raise ValueError("quality: expected a non-empty 1-D array of values in [0, 1]")
+    n_events = _check_int("n_events", n_events, 0)
+    buyers = _check_int("buyers", buyers, 0)
+    if not indicators:
+        raise ValueError("indicators: expected at least one indicator")
+    rng = np.random.default_rng(_check_int("seed", seed, 0))
+    n_m = q.size
+    volume = rng.permutation(n_m).astype(np.float64)
+    volume = (volume + 1.0) ** -1.0
+    merchant = rng.choice(n_m, n_events, p=volume / volume.sum()).astype(np.int64)
+    ind = rng.integers(0, len(indicators), n_events).astype(np.int64)
+    time = start + rng.random(n_events) * days * 86400.0
+    qm = q[merchant]
+    value = np.empty(n_events)
+    kinds = np.array([i.kind for i in indicators])[ind]
+    lower = np.array([i.direction == "lower" for i in indicators])[ind]
+    veto = np.array([bool(i.veto) for i in indicators])[ind]
+    u = rng.random(n_events)
+    rate = kinds == "rate"
+    p = np.where(lower, 0.02 + 0.3 * (1 - qm), 0.5 + 0.45 * qm)
+    p = np.where(veto, 0.002 * (1 - qm) ** 4, p)
+    value[rate] = (u[rate] < p[rate]).astype(np.float64)
+    rating = kinds == "rating"
+    value[rating] = np.clip(np.rint(1 + 4 * qm[rating] + rng.normal(0, 0.8, int(rating.sum()))), 1, 5)
+    mag = kinds == "magnitude"
+    mean = np.where(lower, 10 * (2 - qm), 10 * (1 + qm))[mag]
+    value[mag] = rng.gamma(2.0, mean / 2.0)
+    out = {"merchant": merchant, "indicator": ind, "value": value, "time": time}
+    if buyers:
+        out["buyer"] = rng.integers(0, buyers, n_events).astype(np.int64)
+    return out
+
+
+def synthetic_identity_links(
+    n_stores: int, *, keys_per_store: int = 3, shared_fraction: float = 0.05, seed: int = 0
+) -> tuple[np.ndarray, list[tuple[str, int]]]:
+    """Generate identity links (store, key) with some keys shared between stores.
+
+    Every store gets ``keys_per_store`` keys from the namespaces ``owner``, ``phone``,
+    ``device``, ``payout`` and ``address`` (in that order, cycling); a ``shared_fraction`` of
+    the stores reuse one key of another store (an owner reopening under a new account).
+
+    Parameters
+    ----------
+    n_stores : int
+        Number of stores (>= 1).
+    keys_per_store : int, default 3
+        Keys per store (1..5).
+    shared_fraction : float, default 0.05
+        Share of stores that reuse another store's key.
+    seed : int, default 0
+        Seed.
+
+    Returns
+    -------
+    stores : ndarray of int64
+        Store id of each link.
+    keys : list of tuple
+        Key of each link, as ``(namespace, number)``.
+    """
+    n_stores = _check_int("n_stores", n_stores, 1)
+    keys_per_store = _check_int("keys_per_store", keys_per_store, 1)
+    if keys_per_store > 5:
+        raise ValueError(f"keys_per_store: at most 5, got {keys_per_store}")
+    if not 0 <= float(shared_fraction) <= 1:
+        raise ValueError(f"shared_fraction: expected a value in [0, 1], got {shared_fraction}")
+    rng = np.random.default_rng(_check_int("seed", seed, 0))
+    spaces = ("owner", "phone", "device", "payout", "address")
+    stores = np.repeat(np.arange(n_stores, dtype=np.int64), keys_per_store)
+    keys: list[tuple[str, int]] = [(spaces[j], s) for s in range(n_stores) for j in range(keys_per_store)]
+    n_shared = int(round(shared_fraction * n_stores))
+    if n_shared and n_stores > 1:
+        reusers = rng.choice(n_stores, n_shared, replace=False)
+        for s in reusers:
+            other = int(rng.integers(0, n_stores - 1))
+            other += other >= s
+            j = int(rng.integers(0, keys_per_store))
+            keys[int(s) * keys_per_store + j] = (spaces[j], other)
+    return stores, keys
 
 
 # --------------------------------------------------------------------------------------------
