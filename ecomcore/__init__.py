@@ -7,6 +7,7 @@ computed by fused Cython kernels that never build the users x merchants matrix.
 from ecomcore._config import show_config
 from ecomcore.governance import IdentityGraph
 from ecomcore.indicators import DIMENSIONS, Indicator
+from ecomcore.interest import InterestModel, InterestState
 from ecomcore.ranking import Ranker, sparse_topk
 from ecomcore.topk import TopK, concat_topk, merge_topk
 
@@ -16,6 +17,8 @@ __all__ = [
     "DIMENSIONS",
     "IdentityGraph",
     "Indicator",
+    "InterestModel",
+    "InterestState",
     "Ranker",
     "TopK",
     "concat_topk",
