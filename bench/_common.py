@@ -9,15 +9,9 @@ import os
 import time
 from typing import Callable, Dict, List, Tuple
 
+import _path  # noqa: F401  (a checkout built in place wins over an installed ecomcore)
 import numpy as np
 import scipy.sparse as sp
-
-try:
-    import ecomcore  # noqa: F401  (installed, or the repository root is on sys.path)
-except ImportError:  # run as `python bench/x.py` from a source checkout built in place
-    import sys
-
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ecomcore.datasets import Market, synthetic_market  # noqa: E402
 

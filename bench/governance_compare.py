@@ -41,10 +41,8 @@ import scipy
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
-# Prefer the source checkout this script lives in (built in place) over an installed ecomcore.
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if os.path.isfile(os.path.join(_ROOT, "ecomcore", "governance.py")) and _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _path  # noqa: E402,F401  (a checkout built in place wins over an installed ecomcore)
 
 import ecomcore as ec  # noqa: E402
 from ecomcore.governance import DEFAULT_MAX_STORES_PER_KEY  # noqa: E402

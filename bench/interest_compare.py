@@ -31,7 +31,6 @@ shown next to the median to show the noise.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 import platform
 import sys
@@ -42,11 +41,8 @@ import numpy as np
 import scipy
 import scipy.sparse as sp
 
-# Prefer a source checkout built in place (``python bench/interest_compare.py`` puts bench/ first
-# on sys.path, so an older installed ecomcore would otherwise win); else the installed package.
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if any(glob.glob(os.path.join(_ROOT, "ecomcore_ext", "_interest*" + ext)) for ext in (".so", ".pyd")):
-    sys.path.insert(0, _ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _path  # noqa: E402,F401  (a checkout built in place wins over an installed ecomcore)
 
 from ecomcore import InterestModel  # noqa: E402
 
