@@ -43,9 +43,8 @@ from typing import Optional
 
 import numpy as np
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if os.path.isfile(os.path.join(_ROOT, "ecomcore", "__init__.py")) and _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)  # a source checkout (built in place) wins over an installed ecomcore
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _path  # noqa: E402,F401  (a checkout built in place wins over an installed ecomcore)
 
 from ecomcore import TrustModel  # noqa: E402
 from ecomcore.olist import OlistTrust, load_olist_trust, olist_indicators  # noqa: E402

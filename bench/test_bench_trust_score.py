@@ -34,9 +34,8 @@ import sys
 import numpy as np
 import pytest
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if os.path.isfile(os.path.join(_ROOT, "ecomcore", "__init__.py")) and _ROOT not in sys.path:
-    sys.path.insert(0, _ROOT)  # a source checkout (built in place) wins over an installed ecomcore
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _path  # noqa: E402,F401  (a checkout built in place wins over an installed ecomcore)
 
 import ecomcore as ec  # noqa: E402
 from ecomcore.indicators import DIMENSIONS  # noqa: E402
