@@ -1,10 +1,15 @@
 """ecomcore: an embeddable, C-accelerated ranking core for interest and trust e-commerce.
 
 score(u, m) = (sum_t A[u, t] * B[t, m] + follow_weight * F[u, m]) * w[m], top-k per user,
-computed by fused Cython kernels that never build the users x merchants matrix.
+computed by fused Cython kernels that never build the users x merchants matrix; merchant trust
+from decayed event statistics (TrustModel), bans propagated over shared identity keys
+(IdentityGraph), interest profiles from behaviour (InterestModel), and exposure-controlled
+re-ranking (rerank_exposure).
 """
 
 from ecomcore._config import show_config
+from ecomcore.exposure import ExposureReport, exposure, gini, rerank_exposure
+from ecomcore.fairness import fair_fail_probability, fair_table
 from ecomcore.governance import IdentityGraph
 from ecomcore.indicators import DIMENSIONS, Indicator, default_indicators
 from ecomcore.interest import InterestModel, InterestState
@@ -17,18 +22,24 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DIMENSIONS",
+    "ExposureReport",
     "IdentityGraph",
     "Indicator",
     "InterestModel",
     "InterestState",
+    "Ranker",
+    "TopK",
     "TrustModel",
     "TrustScores",
     "TrustState",
-    "default_indicators",
-    "Ranker",
-    "TopK",
     "concat_topk",
+    "default_indicators",
+    "exposure",
+    "fair_fail_probability",
+    "fair_table",
+    "gini",
     "merge_topk",
+    "rerank_exposure",
     "show_config",
     "sparse_topk",
     "__version__",
