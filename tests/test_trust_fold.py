@@ -310,6 +310,8 @@ def test_dedupe_hundred_ratings_by_one_buyer_count_once():
     for f in ("n", "s", "s2", "events"):
         np.testing.assert_array_equal(getattr(many_st, f), getattr(one_st, f))
     assert many_st.events[2, 1] == 1
+    # ... so they move the trust index exactly as the one event does
+    np.testing.assert_array_equal(mdl.score(mdl.fold(ev), now).index, mdl.score(mdl.fold(one), now).index)
     # same events without buyer ids count 100 times
     no_buyer = {k: a for k, a in ev.items() if k != "buyer"}
     assert mdl.fold(no_buyer).stats(now).events[2, 1] == 100
