@@ -28,6 +28,8 @@ import scipy.sparse as sp
 __all__ = [
     "Market",
     "compare_topk",
+    "load_olist",
+    "load_taobao",
     "scipy_topk",
     "synthetic_identity_links",
     "synthetic_market",
@@ -675,3 +677,38 @@ def compare_topk(
     missing_b = strict_b & ~np.isin(keys_b, keys_a[va])
     bad |= missing_a.any(axis=1) | missing_b.any(axis=1)
     return int(bad.sum())
+
+
+def load_taobao(path: Any = None) -> Any:
+    """Read the Taobao UserBehavior prefix; see :func:`ecomcore.loaders.load_taobao`.
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        The CSV file (default: under ``$ECOMCORE_DATA`` or ``<repository>/../shared/data``).
+
+    Returns
+    -------
+    ecomcore.loaders.TaobaoData
+    """
+    from .loaders import load_taobao as _load
+
+    return _load(path)
+
+
+def load_olist(path: Any = None) -> Any:
+    """Read the Olist ``sample_8k`` data; see :func:`ecomcore.loaders.load_olist`.
+
+    Parameters
+    ----------
+    path : str or path-like, optional
+        The ``sample_8k`` directory (default: under ``$ECOMCORE_DATA`` or
+        ``<repository>/../shared/data``).
+
+    Returns
+    -------
+    ecomcore.loaders.OlistData
+    """
+    from .loaders import load_olist as _load
+
+    return _load(path)
