@@ -18,10 +18,12 @@ def _under(path, root):
     return os.path.commonpath([path, root]) == root
 
 
-@pytest.mark.skipif(os.environ.get("ECOMCORE_EXPECT_INSTALLED") != "1",
-                    reason="set ECOMCORE_EXPECT_INSTALLED=1 to check that the installed wheel "
-                           "is the one under test (as .ci/run does); skipped for in-place "
-                           "development builds")
+@pytest.mark.skipif(
+    os.environ.get("ECOMCORE_EXPECT_INSTALLED") != "1",
+    reason="set ECOMCORE_EXPECT_INSTALLED=1 to check that the installed wheel "
+    "is the one under test (as .ci/run does); skipped for in-place "
+    "development builds",
+)
 def test_extension_imported_from_installed_package():
     import ecomcore_ext
     from ecomcore_ext import _topk
@@ -32,8 +34,8 @@ def test_extension_imported_from_installed_package():
     for mod in (ecomcore_ext, _topk, ec):
         path = mod.__file__
         assert not any(_under(path, d) for d in source_dirs), (
-            f"{mod.__name__} was imported from the source tree ({path}), "
-            "not from the installed package")
+            f"{mod.__name__} was imported from the source tree ({path}), not from the installed package"
+        )
         parts = os.path.realpath(path).split(os.sep)
         assert not _under(path, REPO_ROOT) or "site-packages" in parts, path
     # the wheel must not carry the generated C sources
@@ -58,3 +60,26 @@ def test_show_config(capsys):
 def test_public_names():
     for name in ("sparse_topk", "Ranker", "TopK", "merge_topk", "concat_topk", "show_config"):
         assert hasattr(ec, name), name
+    for name in ec.__all__:
+        assert hasattr(ec, name), name
+
+
+def test_every_kernel_has_a_stub():
+    import glob
+    import importlib
+    import os
+
+    import ecomcore_ext
+
+    here = os.path.dirname(ecomcore_ext.__file__)
+    built = sorted(
+        {
+            os.path.basename(p).split(".")[0]
+            for p in glob.glob(os.path.join(here, "_*.*"))
+            if p.endswith((".so", ".pyd"))
+        }
+    )
+    assert {"_topk", "_checks", "_trust", "_trust_score", "_unionfind", "_interest", "_exposure"} <= set(built)
+    for name in built:
+        assert os.path.isfile(os.path.join(here, name + ".pyi")), f"{name}.pyi missing"
+        importlib.import_module(f"ecomcore_ext.{name}")
