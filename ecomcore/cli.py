@@ -70,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-scipy", action="store_true", help="skip the scipy comparison")
 
     sub.add_parser("config", help="print the build configuration")
+
+    from ecomcore.cli_batch import add_batch_parsers
+
+    add_batch_parsers(sub, _positive_int)
     return parser
 
 
@@ -224,8 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     Returns
     -------
     int
-        Exit status: 0 on success, 1 when the demo's ecomcore and scipy results disagree,
-        2 on a usage error (argparse exits with 2 itself).
+        Exit status: 0 on success, 1 when the demo's ecomcore and scipy results disagree or
+        a batch command (``profiles``, ``trust``, ``rank``) meets a bad input file, 2 on a usage
+        error (argparse exits with 2 itself).
     """
     parser = _parser()
     args = parser.parse_args(argv)
@@ -236,6 +241,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         ec.show_config()
         return 0
+    if args.command in ("profiles", "trust", "rank"):
+        from ecomcore.cli_batch import run_batch
+
+        return run_batch(args)
     parser.print_help(sys.stderr)
     return 2
 
