@@ -105,6 +105,18 @@ def value_dtype_of(x: Any) -> np.dtype:
     return np.dtype(np.float64)
 
 
+def to_array(x: Any, name: str, *, what: str = "an array", numeric: bool = False) -> np.ndarray:
+    """``np.asarray(x)``, turning a failed conversion (or, with ``numeric``, a non-numeric dtype)
+    into a ``TypeError`` naming the argument."""
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # noqa: BLE001
+        raise TypeError(f"{name}: cannot convert {type(x).__name__} to {what}") from exc
+    if numeric and (arr.dtype == object or arr.dtype.kind not in "biuf"):
+        raise TypeError(f"{name}: expected numeric values, got dtype {arr.dtype}")
+    return arr
+
+
 def _to_csr(x: Any, name: str) -> Any:
     """Return a scipy CSR (array or matrix) view of ``x``, converting other formats once."""
     if sp.issparse(x):
@@ -113,12 +125,7 @@ def _to_csr(x: Any, name: str) -> Any:
         return x
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"{name}: expected a 2-D scipy sparse matrix or array, got {type(x).__name__}")
-    try:
-        arr = np.asarray(x)
-    except Exception as exc:  # noqa: BLE001
-        raise TypeError(f"{name}: cannot convert {type(x).__name__} to a 2-D matrix") from exc
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected numeric values, got dtype {arr.dtype}")
+    arr = to_array(x, name, what="a 2-D matrix", numeric=True)
     if arr.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D matrix, got {arr.ndim} dimension(s)")
     return sp.csr_array(arr)
@@ -227,12 +234,7 @@ def as_vector(
     """A finite 1-D float vector of length ``n`` (optionally bounded)."""
     if sp.issparse(x):
         raise TypeError(f"{name}: expected a 1-D array, got a sparse matrix")
-    try:
-        arr = np.asarray(x)
-    except Exception as exc:  # noqa: BLE001
-        raise TypeError(f"{name}: cannot convert {type(x).__name__} to an array") from exc
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected numeric values, got dtype {arr.dtype}")
+    arr = to_array(x, name, numeric=True)
     if arr.ndim != 1 or arr.shape[0] != n:
         raise ValueError(f"{name}: expected shape ({n},), got {arr.shape}")
     arr = np.asarray(arr, dtype=dtype)
@@ -249,10 +251,7 @@ def as_ids(x: Any, name: str, n: int, *, unique: bool = False) -> np.ndarray:
     """Integer ids in ``[0, n)`` as an int64 array (a bool array is not accepted here)."""
     if sp.issparse(x):
         raise TypeError(f"{name}: expected a 1-D array of ids, got a sparse matrix")
-    try:
-        arr = np.asarray(x)
-    except Exception as exc:  # noqa: BLE001
-        raise TypeError(f"{name}: cannot convert {type(x).__name__} to an array") from exc
+    arr = to_array(x, name)
     if arr.ndim == 0:
         arr = arr.reshape(1)
     if arr.ndim != 1:

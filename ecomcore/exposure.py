@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
-from ecomcore._validation import check_int, check_real, resolve_threads
+from ecomcore._validation import check_int, check_real, resolve_threads, to_array
 from ecomcore.topk import TopK
 from ecomcore_ext import _exposure
 
@@ -92,12 +92,7 @@ def gini(x: ArrayLike) -> float:
 
 
 def _as_values(x: ArrayLike, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(x)
-    except Exception as exc:  # noqa: BLE001
-        raise TypeError(f"{name}: cannot convert {type(x).__name__} to an array") from exc
-    if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise TypeError(f"{name}: expected numeric values, got dtype {arr.dtype}")
+    arr = to_array(x, name, numeric=True)
     if arr.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D array, got shape {arr.shape}")
     arr = arr.astype(np.float64, copy=False)
@@ -334,10 +329,7 @@ def _check_fraction(value: Any, name: str, *, lo: float, hi: float, lo_open: boo
 
 
 def _merchant_array(x: Any, name: str, n_cols: int) -> np.ndarray:
-    try:
-        arr = np.asarray(x)
-    except Exception as exc:  # noqa: BLE001
-        raise TypeError(f"{name}: cannot convert {type(x).__name__} to an array") from exc
+    arr = to_array(x, name)
     if arr.ndim != 1 or arr.shape[0] != n_cols:
         raise ValueError(f"{name}: expected one value per merchant, shape ({n_cols},), got {arr.shape}")
     return arr

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from scipy.stats import binom
 
-from ecomcore._validation import check_int, check_real
+from ecomcore._validation import check_int, check_real, to_array
 
 __all__ = ["fair_fail_probability", "fair_table"]
 
@@ -122,10 +122,7 @@ def fair_fail_probability(table: Any, p: float) -> float:
     0.14689
     """
     p = _check_p(p, "p")
-    try:
-        arr = np.asarray(table)
-    except Exception as exc:  # noqa: BLE001
-        raise TypeError(f"table: cannot convert {type(table).__name__} to an array") from exc
+    arr = to_array(table, "table")
     if arr.ndim != 1 or arr.shape[0] == 0:
         raise ValueError(f"table: expected a non-empty 1-D table, got shape {arr.shape}")
     if arr.dtype.kind == "f" and np.isfinite(arr).all() and (arr == np.round(arr)).all():

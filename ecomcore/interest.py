@@ -58,7 +58,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ecomcore._persist import load_npz, save_npz
-from ecomcore._validation import CSRParts, as_csr, as_ids, as_vector, check_int, check_real
+from ecomcore._validation import CSRParts, as_csr, as_ids, as_vector, check_int, check_real, to_array
 from ecomcore_ext import _interest
 
 __all__ = ["DEFAULT_EVENT_WEIGHTS", "InterestModel", "InterestState"]
@@ -182,10 +182,7 @@ def _column(events: Any, name: str) -> Any:
 def _as_1d(col: Any, name: str) -> np.ndarray:
     if sp.issparse(col):
         raise TypeError(f"{name}: expected a 1-D array, got a sparse matrix")
-    try:
-        arr = np.asarray(col)
-    except Exception as exc:  # noqa: BLE001
-        raise TypeError(f"{name}: cannot convert {type(col).__name__} to an array") from exc
+    arr = to_array(col, name)
     if arr.ndim != 1:
         raise ValueError(f"{name}: expected a 1-D column, got shape {arr.shape}")
     return arr
