@@ -5,7 +5,8 @@ separate batch jobs::
 
     ecomcore profiles --events EVENTS.csv --item-tags ITEM_TAGS.npz --out PROFILES.npz
     ecomcore trust --events MERCHANT_EVENTS.csv --merchants N --out TRUST.npz
-    ecomcore rank --profiles PROFILES.npz --merchant-tags B.npz --trust TRUST.npz --k 10 --out RANK.csv
+    ecomcore rank --profiles PROFILES.npz --merchant-tags B.npz --trust TRUST.npz --k 10 --out RANK.csv \\
+        [--follows FOLLOWS.npz] [--exclude EXCLUDE.csv]
 
 Files
 -----
@@ -29,11 +30,18 @@ Files
   (N,) or (N, G); they set the boost (1 + 0.05 per guarantee), which is 1 without them.
 * ``profiles --event-weights view=1,like=1.5,buy=5`` replaces the default event kinds and weights
   (view 1, fav 2, cart 3, buy 5); events of any other kind are errors.
-* ``RANK.csv`` (written by ``rank``): header ``user,rank,merchant,score,interest,weight``; one
-  row per ranked merchant, ranks from 1, ``score`` exactly as :meth:`ecomcore.Ranker.topk`
+* ``FOLLOWS.npz`` (``rank --follows``): users x merchants follow strengths F (scipy sparse
+  ``.npz``, finite values, e.g. :meth:`ecomcore.InterestModel.follow_matrix`), passed as
+  ``Ranker.topk(follows=)``; ``--follow-weight`` scales it.
+* ``EXCLUDE`` (``rank --exclude``): users x merchants pairs never to show, as a scipy sparse
+  ``.npz`` (any stored entry excludes) or a CSV/Parquet table with columns ``user,merchant``
+  (duplicates allowed); passed as ``Ranker.topk(exclude=)``.
+* ``RANK.csv`` (written by ``rank``): header ``user,rank,merchant,score,interest,follow,weight``;
+  one row per ranked merchant, ranks from 1, ``score`` exactly as :meth:`ecomcore.Ranker.topk`
   computes it (float32, written with enough digits to round-trip), ``interest`` = A[u] . B[:, m]
-  (float64, recomputed for the listed pairs) and ``weight`` = trust ** beta * boost, so that
-  ``score == interest * weight`` up to float32 rounding.
+  (float64, recomputed for the listed pairs), ``follow`` = follow_weight * F[u, m] (0 without
+  ``--follows``) and ``weight`` = trust ** beta * boost, so that
+  ``score == (interest + follow) * weight`` up to float32 rounding.
 * States (``--state`` in, ``--save-state`` out) are :meth:`InterestState.save` /
   :meth:`TrustState.save` files; folding new events into a saved state gives the same result as
   folding all events at once.
@@ -48,10 +56,12 @@ complete.  Usage errors exit with status 2 (argparse).
 
 Progress
 --------
-Ranking (``rank``, the long step) shows a progress indicator on stderr (tqdm if importable, else
-a one-line counter), and every command prints a one-line summary there, only when stderr is a
-terminal and ``--quiet`` is not given; otherwise the commands print nothing on success.  (Reading
-and folding in ``profiles``/``trust`` report no progress: each is one call.)
+Reading a CSV file (by bytes), folding (``profiles``, ``trust``: events are folded in calls of
+2**20 events, so that the bar moves; more than that many events fold in several calls, equal to
+one fold up to float64 rounding) and ranking (by users) show a progress bar on stderr
+(:mod:`ecomcore.progress`: tqdm if importable, else a built-in one), and every command prints a
+one-line summary there -- only when stderr is a terminal and ``--quiet`` is not given; otherwise
+the commands print nothing on success.
 """
 
 from __future__ import annotations
@@ -68,9 +78,11 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from ecomcore.progress import Progress, progress_bar
+
 __all__ = ["add_batch_parsers", "run_batch", "BatchError"]
 
-_RANK_HEADER = ("user", "rank", "merchant", "score", "interest", "weight")
+_RANK_HEADER = ("user", "rank", "merchant", "score", "interest", "follow", "weight")
 _TRUST_KIND = "ecomcore.trust_scores"
 _TRUST_VERSION = 1
 
@@ -97,33 +109,40 @@ class BatchError(Exception):
 # Progress
 # ---------------------------------------------------------------------------------------------
 
+#: Events folded per call when a file holds more (one call below: bit-identical to the API).
+_FOLD_CHUNK = 1 << 20
+#: CSV lines read between two progress updates.
+_READ_EVERY = 1 << 15
 
-def _progress(label: str, quiet: bool) -> Optional[Callable[[int, int], None]]:
-    """A ``progress(done, total)`` callable on stderr, or None when quiet / not a TTY."""
-    if quiet or not getattr(sys.stderr, "isatty", lambda: False)():
-        return None
-    try:
-        from tqdm import tqdm  # type: ignore[import-not-found]
-    except ImportError:
-        tqdm = None
-    state: dict[str, Any] = {}
 
-    def update(done: int, total: int) -> None:
-        if tqdm is not None:
-            bar = state.get("bar")
-            if bar is None:
-                bar = state["bar"] = tqdm(total=total, desc=label, file=sys.stderr, leave=False)
-            bar.update(done - bar.n)
-            if done >= total:
-                bar.close()
-            return
-        pct = 100.0 * done / total if total else 100.0
-        sys.stderr.write(f"\r{label}: {done:,}/{total:,} ({pct:5.1f}%)")
-        if done >= total:
-            sys.stderr.write("\n")
-        sys.stderr.flush()
+def _lines(f: Any, bar: Progress) -> Any:
+    """The lines of ``f``, updating ``bar`` with the characters read (~ bytes)."""
+    done = 0
+    for j, line in enumerate(f):
+        done += len(line)
+        if not j % _READ_EVERY:
+            bar.update(done)
+        yield line
+    bar.update(done)
 
-    return update
+
+def _fold_chunks(fold: Callable[[dict, bool], Any], events: dict, t: _Table, label: str, quiet: bool) -> Any:
+    """``fold(chunk, first)`` over ``events`` in chunks of ``_FOLD_CHUNK`` rows with a progress bar.
+
+    A model error names the file row (the chunk's offset added to the row in the message).
+    """
+    n = t.n
+    result = None
+    with progress_bar(label, total=n, quiet=quiet) as bar:
+        for s0 in range(0, max(n, 1), _FOLD_CHUNK):
+            s1 = min(s0 + _FOLD_CHUNK, n)
+            chunk = events if (s0 == 0 and s1 == n) else {k: v[s0:s1] for k, v in events.items()}
+            try:
+                result = fold(chunk, s0 == 0)
+            except (ValueError, TypeError) as e:
+                raise _model_error(t, t.path, e, offset=s0) from None
+            bar.update(s1)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,14 +160,15 @@ class _Table:
         return int(self.rows[j])
 
 
-def _read_table(path: str, required: Sequence[str], optional: Sequence[str]) -> _Table:
+def _read_table(path: str, required: Sequence[str], optional: Sequence[str], quiet: bool = True) -> _Table:
     if not os.path.isfile(path):
         raise BatchError(path, None, "no such file")
     if path.lower().endswith((".parquet", ".pq")):
         return _read_parquet(path, required, optional)
     try:
-        with open(path, newline="", encoding="utf-8") as f:
-            reader = csv.reader(f)
+        bar = progress_bar(f"reading {os.path.basename(path)}", os.path.getsize(path), quiet=quiet, unit="B")
+        with open(path, newline="", encoding="utf-8") as f, bar:
+            reader = csv.reader(_lines(f, bar) if bar.enabled else f)
             header = next(reader, None)
             if header is None:
                 raise BatchError(path, 1, "empty file (expected a header row)")
@@ -309,13 +329,16 @@ def _unprefixed(path: str, e: Exception) -> str:
     return str(e).removeprefix(f"{path}: ")
 
 
-def _model_error(t: Optional[_Table], fallback: str, e: Exception) -> BatchError:
-    """Turn a model's ValueError/TypeError into a BatchError naming the file and row when possible."""
+def _model_error(t: Optional[_Table], fallback: str, e: Exception, offset: int = 0) -> BatchError:
+    """Turn a model's ValueError/TypeError into a BatchError naming the file and row when possible.
+
+    ``offset``: the first table row of the events the model saw (chunked folds).
+    """
     msg = str(e)
     if t is not None:
         hit = re.search(r"at (?:row|position) (\d+)", msg)
-        if hit and int(hit.group(1)) < t.n:
-            return BatchError(t.path, t.row(int(hit.group(1))), msg)
+        if hit and int(hit.group(1)) + offset < t.n:
+            return BatchError(t.path, t.row(int(hit.group(1)) + offset), msg)
         return BatchError(t.path, None, msg)
     return BatchError(fallback, None, msg)
 
@@ -383,7 +406,7 @@ def _profiles(args: argparse.Namespace, out: _Outputs) -> str:
     except (ValueError, TypeError) as e:
         raise BatchError("arguments", None, str(e)) from None
     kinds = tuple(model.event_weights)
-    t = _read_table(args.events, ("user", "item", "kind", "time"), ("weight",))
+    t = _read_table(args.events, ("user", "item", "kind", "time"), ("weight",), args.quiet)
     if state is not None:
         n_users = state.n_users
         if args.users is not None and args.users != n_users:
@@ -410,10 +433,16 @@ def _profiles(args: argparse.Namespace, out: _Outputs) -> str:
             model._check_state(state, "state")  # configuration mismatch -> the state file's fault
     except (ValueError, TypeError) as e:
         raise BatchError(args.state if args.state else args.item_tags, None, str(e)) from None
-    try:
-        state = model.fold(events, x, state)
-    except (ValueError, TypeError) as e:
-        raise _model_error(t, args.events, e) from None
+    folded: list[InterestState] = []
+
+    def fold(chunk: dict, first: bool) -> None:
+        if first:
+            folded.append(model.fold(chunk, x, state))  # a copy: the loaded state stays as read
+        else:
+            model.fold(chunk, x, into=folded[0])
+
+    _fold_chunks(fold, events, t, "folding events", args.quiet)
+    state = folded[0]
     a = model.profiles(state, args.now)
     tmp = out.temp(args.out)
     with open(tmp, "wb") as f:
@@ -474,7 +503,7 @@ def _trust(args: argparse.Namespace, out: _Outputs) -> str:
             model._check_state(state, "state")
         except (ValueError, TypeError) as e:
             raise BatchError(args.state, None, _unprefixed(args.state, e)) from None
-    t = _read_table(args.events, ("merchant", "indicator", "value", "time"), ("buyer",))
+    t = _read_table(args.events, ("merchant", "indicator", "value", "time"), ("buyer",), args.quiet)
     events = {
         "merchant": _ints(t, "merchant", hi=args.merchants, what="merchant id"),
         "indicator": _names(t, "indicator", names, "indicator"),
@@ -483,10 +512,16 @@ def _trust(args: argparse.Namespace, out: _Outputs) -> str:
     }
     if "buyer" in t.cols:
         events["buyer"] = _ints(t, "buyer", lo=-1, what="buyer id", blank=-1)
-    try:
-        state = model.fold(events, state)
-    except (ValueError, TypeError) as e:
-        raise _model_error(t, args.events, e) from None
+    folded: list[TrustState] = []
+
+    def fold(chunk: dict, first: bool) -> None:
+        if first:
+            folded.append(model.fold(chunk, state))  # a new state (or a copy of the loaded one)
+        else:
+            model.fold(chunk, into=folded[0])
+
+    _fold_chunks(fold, events, t, "folding events", args.quiet)
+    state = folded[0]
     now = args.now
     if now is None:
         now = state.last_time if state.last_time is not None else 0.0
@@ -559,6 +594,37 @@ def _load_banned(path: str, n_m: int) -> np.ndarray:
     return b.astype(np.int64)
 
 
+def _user_merchant_matrix(path: str, n_u: int, n_m: int, what: str, *, values: bool, quiet: bool) -> sp.csr_array:
+    """A users x merchants matrix from a scipy ``.npz`` or (``values=False``) a CSV/Parquet pair list."""
+    if path.lower().endswith(".npz"):
+        m = _load_sparse(path, f"{what} (users x merchants)")
+        if m.shape != (n_u, n_m):
+            raise BatchError(path, None, f"expected shape ({n_u}, {n_m}) (users x merchants), got {m.shape}")
+        if m.dtype.kind not in "biuf":
+            raise BatchError(path, None, f"expected numeric values, got dtype {m.dtype}")
+        if values:
+            bad = ~np.isfinite(m.data) if m.dtype.kind == "f" else np.zeros(m.data.shape, bool)
+            if bad.any():
+                j = int(np.flatnonzero(bad)[0])
+                row = int(np.searchsorted(m.indptr, j, side="right")) - 1
+                raise BatchError(
+                    path, None, f"entry (user {row}, merchant {int(m.indices[j])}) is {m.data[j]}, not a finite number"
+                )
+            return sp.csr_array(m, dtype=np.float64)
+        s = sp.csr_array(m, dtype=np.float64)
+        s.data[:] = 1.0  # any stored entry excludes, whatever its value
+        return s
+    if values:
+        raise BatchError(path, None, f"expected a scipy sparse .npz file for {what} (users x merchants)")
+    t = _read_table(path, ("user", "merchant"), (), quiet)
+    u = _ints(t, "user", hi=n_u, what="user id")
+    m_ = _ints(t, "merchant", hi=n_m, what="merchant id")
+    out = sp.csr_array((np.ones(t.n), (u, m_)), shape=(n_u, n_m))
+    out.sum_duplicates()
+    out.data[:] = 1.0
+    return out
+
+
 def _rank(args: argparse.Namespace, out: _Outputs) -> str:
     from ecomcore.ranking import Ranker
 
@@ -570,25 +636,39 @@ def _rank(args: argparse.Namespace, out: _Outputs) -> str:
             None,
             f"has {b.shape[0]} tag rows but {args.profiles} has {a.shape[1]} tag columns",
         )
-    n_m = b.shape[1]
-    trust = boost = banned = None
+    n_u, n_m = a.shape[0], b.shape[1]
+    trust = boost = banned = follows = exclude = None
     if args.trust is not None:
         trust, boost = _load_trust(args.trust, n_m)
     if args.banned is not None:
         banned = _load_banned(args.banned, n_m)
+    if args.follows is not None:
+        follows = _user_merchant_matrix(args.follows, n_u, n_m, "follows", values=True, quiet=args.quiet)
+    if args.exclude is not None:
+        exclude = _user_merchant_matrix(args.exclude, n_u, n_m, "exclude", values=False, quiet=args.quiet)
     try:
-        ranker = Ranker(b, trust=trust, boost=boost, banned=banned, beta=args.beta, min_trust=args.min_trust)
+        ranker = Ranker(
+            b,
+            trust=trust,
+            boost=boost,
+            banned=banned,
+            beta=args.beta,
+            min_trust=args.min_trust,
+            follow_weight=args.follow_weight,
+        )
     except (ValueError, TypeError) as e:
         raise BatchError(args.trust or args.merchant_tags, None, str(e)) from None
     try:
-        res = ranker.topk(a, args.k, n_threads=args.threads, progress=_progress("ranking", args.quiet))
+        with progress_bar("ranking", n_u, quiet=args.quiet) as bar:
+            res = ranker.topk(a, args.k, follows=follows, exclude=exclude, n_threads=args.threads, progress=bar)
     except (ValueError, TypeError) as e:
-        raise BatchError(args.profiles, None, str(e)) from None
+        culprit = args.follows if (follows is not None and "follows" in str(e)) else args.profiles
+        raise BatchError(culprit, None, str(e)) from None
     counts = np.asarray(res.counts, dtype=np.int64)
     width = res.indices.shape[1]
     valid = np.arange(width)[None, :] < counts[:, None]
-    users = np.nonzero(valid)[0]
-    ranks = np.nonzero(valid)[1] + 1
+    users, cols = np.nonzero(valid)
+    ranks = cols + 1
     merchants = np.asarray(res.indices)[valid].astype(np.int64)
     scores = np.asarray(res.scores)[valid]
     # interest part A[u] . B[:, m] for the listed pairs, in float64, vectorised
@@ -598,14 +678,27 @@ def _rank(args: argparse.Namespace, out: _Outputs) -> str:
         interest = np.asarray(a64[users].multiply(bt[merchants]).sum(axis=1)).ravel()
     else:
         interest = np.zeros(0)
+    follow = np.zeros(users.shape[0])
+    if follows is not None and users.size:
+        follow = args.follow_weight * np.asarray(follows[users, merchants]).ravel()
     weight = ranker.merchant_weight[merchants]
     tmp = out.temp(args.out)
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(_RANK_HEADER)
         sc = scores.tolist()  # float32 -> Python float: repr round-trips to the same float32
-        w.writerows(zip(users.tolist(), ranks.tolist(), merchants.tolist(), sc, interest.tolist(), weight.tolist()))
-    return f"{a.shape[0]:,} users ranked over {n_m:,} merchants (k={args.k}), {users.size:,} rows -> {args.out}"
+        w.writerows(
+            zip(
+                users.tolist(),
+                ranks.tolist(),
+                merchants.tolist(),
+                sc,
+                interest.tolist(),
+                follow.tolist(),
+                weight.tolist(),
+            )
+        )
+    return f"{n_u:,} users ranked over {n_m:,} merchants (k={args.k}), {users.size:,} rows -> {args.out}"
 
 
 _COMMANDS = {"profiles": _profiles, "trust": _trust, "rank": _rank}
@@ -656,6 +749,8 @@ def _non_negative_real(text: str) -> float:
 def add_batch_parsers(sub: Any, positive_int: Callable[[str], int]) -> None:
     """Register ``profiles``, ``trust`` and ``rank`` on an argparse subparsers object.
 
+    Each parser's ``handler`` default is :func:`run_batch` (see :func:`ecomcore.cli.main`).
+
     Parameters
     ----------
     sub : argparse._SubParsersAction
@@ -703,6 +798,7 @@ def add_batch_parsers(sub: Any, positive_int: Callable[[str], int]) -> None:
     p.add_argument("--state", default=None, metavar="STATE.npz", help="fold into this saved InterestState")
     p.add_argument("--save-state", default=None, metavar="STATE.npz", help="write the folded InterestState here")
     p.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    p.set_defaults(handler=run_batch)
 
     t = sub.add_parser(
         "trust",
@@ -729,14 +825,16 @@ def add_batch_parsers(sub: Any, positive_int: Callable[[str], int]) -> None:
     t.add_argument("--state", default=None, metavar="STATE.npz", help="fold into this saved TrustState")
     t.add_argument("--save-state", default=None, metavar="STATE.npz", help="write the folded TrustState here")
     t.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    t.set_defaults(handler=run_batch)
 
     r = sub.add_parser(
         "rank",
         help="profiles x merchant tags x trust -> top-k CSV",
         description=(
             "Rank merchants for every user with ecomcore.Ranker and write CSV rows "
-            "user,rank,merchant,score,interest,weight (score = interest * weight, "
-            "weight = trust ** beta * boost; banned merchants never appear)."
+            "user,rank,merchant,score,interest,follow,weight (score = (interest + follow) * weight, "
+            "follow = follow_weight * F[u, m], weight = trust ** beta * boost; banned and excluded "
+            "merchants never appear)."
         ),
         epilog=epilog,
     )
@@ -744,12 +842,28 @@ def add_batch_parsers(sub: Any, positive_int: Callable[[str], int]) -> None:
     r.add_argument("--merchant-tags", required=True, metavar="B.npz", help="tags x merchants scipy sparse .npz")
     r.add_argument("--trust", default=None, metavar="TRUST.npz", help="output of 'ecomcore trust' (default: trust 1)")
     r.add_argument("--banned", default=None, metavar="BANNED.npy", help="bool mask or merchant ids (.npy)")
+    r.add_argument(
+        "--follows",
+        default=None,
+        metavar="FOLLOWS.npz",
+        help="users x merchants follow strengths F (scipy sparse .npz, e.g. from InterestModel.follow_matrix); "
+        "a followed merchant is a candidate",
+    )
+    r.add_argument("--follow-weight", type=_non_negative_real, default=1.0, help="weight of F in the score (1)")
+    r.add_argument(
+        "--exclude",
+        default=None,
+        metavar="EXCLUDE",
+        help="merchants never shown to a user: a users x merchants scipy sparse .npz (any stored entry "
+        "excludes) or a CSV/Parquet table with columns user,merchant",
+    )
     r.add_argument("--k", type=positive_int, default=10, help="merchants per user (10)")
     r.add_argument("--beta", type=_non_negative_real, default=1.0, help="trust exponent (1)")
     r.add_argument("--min-trust", type=_non_negative_real, default=0.0, help="hide merchants with less trust (0)")
     r.add_argument("--threads", type=positive_int, default=None, help="threads (default: all cores)")
     r.add_argument("--out", required=True, metavar="RANK.csv", help="CSV to write")
     r.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    r.set_defaults(handler=run_batch)
 
 
 def run_batch(args: argparse.Namespace) -> int:

@@ -26,11 +26,13 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 __all__ = [
+    "Behaviour",
     "Market",
     "compare_topk",
     "load_olist",
     "load_taobao",
     "scipy_topk",
+    "synthetic_behaviour",
     "synthetic_identity_links",
     "synthetic_market",
     "synthetic_trust_events",
@@ -545,8 +547,389 @@ def synthetic_identity_links(
             other = int(rng.integers(0, n_stores - 1))
             other += other >= s
             j = int(rng.integers(0, keys_per_store))
-            keys[int(s) * keys_per_store + j] = (spaces[j], other)
+            keys[int(s) * keys_per_store + j] = (spaces[j], int(other))
     return stores, keys
+
+
+# --------------------------------------------------------------------------------------------
+# Raw behaviour: catalogue, events, follows (the input of InterestModel)
+# --------------------------------------------------------------------------------------------
+
+#: Event kinds of :func:`synthetic_behaviour`, in code order.
+BEHAVIOUR_KINDS: Tuple[str, ...] = ("view", "fav", "cart", "buy")
+_DAY = 86400.0
+
+
+@dataclass(frozen=True, eq=False)
+class Behaviour:
+    """Raw, generated behaviour of a market: a catalogue, behaviour events and follows.
+
+    The input of :class:`ecomcore.InterestModel` (``fold(events, item_tags)``,
+    ``merchant_profiles(item_tags, item_merchant)``, ``follow_matrix(**follow_events())``),
+    plus the latent truth it was drawn from.
+
+    Attributes
+    ----------
+    events : dict of str to numpy.ndarray
+        Behaviour events sorted by time: ``user`` (int64), ``item`` (int64), ``kind`` (str
+        ``"view"``, ``"fav"``, ``"cart"``, ``"buy"``), ``time`` (float64 Unix seconds).
+    item_tags : scipy.sparse.csr_array
+        Items x tags, float64, canonical: every item has one of its merchant's tags (weight 1)
+        and possibly a second one (weight 0.5).
+    item_merchant : numpy.ndarray
+        Merchant of every item (int64); a merchant's items are consecutive.
+    follows : dict of str to numpy.ndarray
+        Follow events sorted by time: ``user``, ``merchant`` (int64), ``time`` (float64).
+    interests : scipy.sparse.csr_array
+        Latent interests the users' events were drawn from: users x tags, float64, each
+        non-empty row sums to 1.
+    quality : numpy.ndarray
+        Latent merchant quality in ``[0, 1]`` (float64): raises a merchant's sales, repeat
+        purchases and follows; feed it to :func:`synthetic_trust_events`.
+    banned : numpy.ndarray
+        Boolean mask of banned merchants (drawn towards low quality).
+    start, end : float
+        The time window ``[start, end)`` of every event (Unix seconds).
+    """
+
+    events: dict
+    item_tags: sp.csr_array
+    item_merchant: np.ndarray
+    follows: dict
+    interests: sp.csr_array
+    quality: np.ndarray
+    banned: np.ndarray
+    start: float
+    end: float
+
+    @property
+    def n_users(self) -> int:
+        """Number of users."""
+        return int(self.interests.shape[0])
+
+    @property
+    def n_tags(self) -> int:
+        """Number of tags."""
+        return int(self.item_tags.shape[1])
+
+    @property
+    def n_items(self) -> int:
+        """Number of items."""
+        return int(self.item_tags.shape[0])
+
+    @property
+    def n_merchants(self) -> int:
+        """Number of merchants."""
+        return int(self.quality.shape[0])
+
+    @property
+    def n_events(self) -> int:
+        """Number of behaviour events."""
+        return int(self.events["user"].shape[0])
+
+    def follow_events(self) -> dict:
+        """Follows and purchases as the events of :meth:`ecomcore.InterestModel.follow_matrix`.
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            ``user``, ``merchant`` (int64), ``time`` (float64) and ``kind`` (``"follow"`` for the
+            follow events, ``"buy"`` for every purchase, mapped to the item's merchant), sorted by
+            time; pass as ``model.follow_matrix(**b.follow_events(), now=..., n_users=...,
+            n_merchants=...)``.
+        """
+        buy = self.events["kind"] == "buy"
+        user = np.concatenate([self.follows["user"], self.events["user"][buy]])
+        merchant = np.concatenate([self.follows["merchant"], self.item_merchant[self.events["item"][buy]]])
+        time = np.concatenate([self.follows["time"], self.events["time"][buy]])
+        kind = np.concatenate(
+            [np.full(self.follows["user"].shape[0], "follow", dtype="<U6"), np.full(int(buy.sum()), "buy", dtype="<U6")]
+        )
+        order = np.argsort(time, kind="stable")
+        return {"user": user[order], "merchant": merchant[order], "time": time[order], "kind": kind[order]}
+
+
+def _rows_offset_cum(indptr: np.ndarray, cum: np.ndarray) -> np.ndarray:
+    """``row + cum`` for every stored entry: sorted keys in which ``searchsorted(row + u)`` finds
+    the entry of ``row`` drawn by a uniform ``u`` (clip the result to the row's range)."""
+    rows = np.repeat(np.arange(indptr.shape[0] - 1, dtype=np.float64), np.diff(indptr))
+    return rows + cum
+
+
+def _row_cum(indptr: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Per-row cumulative weights, each non-empty row scaled to end at exactly 1."""
+    n = indptr.shape[0] - 1
+    cum = np.cumsum(weights, dtype=np.float64)
+    before = np.concatenate([[0.0], cum])[indptr[:-1]]
+    lengths = np.diff(indptr)
+    cum -= np.repeat(before, lengths)
+    total = np.zeros(n)
+    nz = lengths > 0
+    total[nz] = cum[indptr[1:][nz] - 1]
+    total[total == 0] = 1.0
+    cum /= np.repeat(total, lengths)
+    cum[indptr[1:][nz] - 1] = 1.0
+    return cum
+
+
+def synthetic_behaviour(
+    n_users: int,
+    n_tags: int,
+    n_merchants: int,
+    *,
+    seed: int = 0,
+    shared_popularity: bool = True,
+    zipf_a: float = 1.1,
+    events_per_user: float = 40.0,
+    interests_per_user: float = 4.0,
+    merchant_tags: Tuple[int, int] = (1, 4),
+    items_per_merchant: float = 5.0,
+    explore: float = 0.1,
+    weeks: float = 8.0,
+    end: float = 1_767_225_600.0,
+    repeat_rate: float = 0.5,
+    follow_rate: float = 0.3,
+    banned_fraction: float = 0.01,
+) -> Behaviour:
+    """Generate raw behaviour: a catalogue, view/fav/cart/buy events and follows.
+
+    The model, all of it vectorised, seeded and deterministic:
+
+    * **Tags** have bounded Zipf popularity ``p(rank) ~ rank ** -zipf_a`` (as
+      :func:`synthetic_market`; ``shared_popularity=False`` gives the merchant side an
+      independent popularity ranking).
+    * **Merchants** specialise in ``merchant_tags[0] .. merchant_tags[1]`` distinct tags (uniform
+      count, Zipf tags) and have a latent quality ``q ~ Beta(5, 2)``.  A ``banned_fraction`` of
+      them is banned, drawn with probability proportional to ``(1 - q) ** 4``.
+    * **Items**: each merchant sells ``1 + Poisson(items_per_merchant - 1)`` items; an item
+      carries one of its merchant's tags (weight 1) and, with probability 1/2, a second one of
+      them (weight 0.5; none when the draw repeats the first).  Its appeal is ``LogNormal(0, 1) * (0.5 + q)``.
+    * **Users** hold ``1 + Poisson(interests_per_user - 1)`` latent interest tags (Zipf, user-side
+      popularity; at most ``n_tags``) with weights from a flat Dirichlet.
+    * **Events**: a user makes ``LogNormal(log(events_per_user), 0.8)`` events (1 .. 2,000).
+      Each picks a tag (one of the user's interests by weight; with probability ``explore`` any
+      tag by popularity), then an item carrying that tag by appeal (events on tags no item
+      carries are dropped), a kind (fav 6 %, cart 5 %, buy ``8 % * q`` of the merchant, else
+      view) and a time uniform over the ``weeks`` before ``end``.
+    * **Repeat purchases**: each purchase is followed, with probability ``repeat_rate * q``, by
+      another purchase of one of the same merchant's items an exponential 7 days later (once;
+      dropped past ``end``).  **Follows**: each purchase makes the user follow the merchant with
+      probability ``follow_rate * q``, an exponential 1 day later (dropped past ``end``).
+
+    Parameters
+    ----------
+    n_users : int
+        Number of users (>= 0).
+    n_tags : int
+        Number of tags (>= 1).
+    n_merchants : int
+        Number of merchants (>= 1).
+    seed : int, default 0
+        Seed (>= 0).  The catalogue does not depend on ``n_users``.
+    shared_popularity : bool, default True
+        Whether merchants share the users' tag popularity ranking (users reach most merchants)
+        or use an independent one (users reach a few %).
+    zipf_a : float, default 1.1
+        Zipf exponent of tag popularity (>= 0).
+    events_per_user : float, default 40
+        Median events per user (> 0).
+    interests_per_user : float, default 4
+        Mean latent interest tags per user (>= 1).
+    merchant_tags : tuple of int, default (1, 4)
+        Inclusive range of the number of tags a merchant specialises in (``1 <= lo <= hi``).
+    items_per_merchant : float, default 5
+        Mean items per merchant (>= 1).
+    explore : float, default 0.1
+        Share of events outside the user's interests (in ``[0, 1]``).
+    weeks : float, default 8
+        Length of the time window (> 0).
+    end : float, default 1767225600 (2026-01-01)
+        End of the window, Unix seconds.
+    repeat_rate : float, default 0.5
+        Repeat purchase probability of a quality-1 merchant (in ``[0, 1]``).
+    follow_rate : float, default 0.3
+        Follow probability after a purchase from a quality-1 merchant (in ``[0, 1]``).
+    banned_fraction : float, default 0.01
+        Fraction of merchants banned (in ``[0, 1]``), rounded to a whole number.
+
+    Returns
+    -------
+    Behaviour
+        Events, catalogue, follows and the latent truth.
+
+    Raises
+    ------
+    TypeError
+        If an argument has the wrong type.
+    ValueError
+        If an argument is out of range; the message names the argument.
+
+    Examples
+    --------
+    >>> import ecomcore as ec
+    >>> from ecomcore.datasets import synthetic_behaviour
+    >>> b = synthetic_behaviour(200, 50, 80, seed=1)
+    >>> model = ec.InterestModel(n_users=b.n_users)
+    >>> A = model.profiles(model.fold(b.events, b.item_tags))
+    >>> B = model.merchant_profiles(b.item_tags, b.item_merchant, n_merchants=b.n_merchants)
+    >>> A.shape, B.shape
+    ((200, 50), (50, 80))
+    """
+    n_users = _check_int("n_users", n_users, 0)
+    n_tags = _check_int("n_tags", n_tags, 1)
+    n_merchants = _check_int("n_merchants", n_merchants, 1)
+    seed = _check_int("seed", seed, 0)
+    if not isinstance(shared_popularity, (bool, np.bool_)):
+        raise TypeError(f"shared_popularity: expected a bool, got {type(shared_popularity).__name__}")
+
+    def real(name: str, value: object, lo: float, hi: float = math.inf, lo_open: bool = False) -> float:
+        v = _check_real(name, value)
+        if v < lo or (lo_open and v == lo) or v > hi:
+            left = "(" if lo_open else "["
+            raise ValueError(f"{name}: must be in {left}{lo:g}, {hi:g}], got {v}")
+        return v
+
+    zipf_a = real("zipf_a", zipf_a, 0.0)
+    events_per_user = real("events_per_user", events_per_user, 0.0, lo_open=True)
+    interests_per_user = real("interests_per_user", interests_per_user, 1.0)
+    items_per_merchant = real("items_per_merchant", items_per_merchant, 1.0)
+    explore = real("explore", explore, 0.0, 1.0)
+    weeks = real("weeks", weeks, 0.0, lo_open=True)
+    end = _check_real("end", end)
+    repeat_rate = real("repeat_rate", repeat_rate, 0.0, 1.0)
+    follow_rate = real("follow_rate", follow_rate, 0.0, 1.0)
+    banned_fraction = real("banned_fraction", banned_fraction, 0.0, 1.0)
+    try:
+        lo, hi = merchant_tags
+    except (TypeError, ValueError):
+        raise TypeError("merchant_tags: expected a pair (lo, hi) of integers") from None
+    lo = _check_int("merchant_tags", lo, 1)
+    hi = _check_int("merchant_tags", hi, 1)
+    if lo > hi:
+        raise ValueError(f"merchant_tags: need lo <= hi, got ({lo}, {hi})")
+    start = end - weeks * 7 * _DAY
+
+    ss_perm, ss_merch, ss_items, ss_users, ss_events, ss_after = np.random.SeedSequence(seed).spawn(6)
+    rng = np.random.default_rng(ss_perm)
+    user_perm = rng.permutation(n_tags)
+    merch_perm = user_perm if shared_popularity else rng.permutation(n_tags)
+    user_draw = _zipf_sampler(n_tags, zipf_a, user_perm)
+    merch_draw = _zipf_sampler(n_tags, zipf_a, merch_perm)
+
+    # Merchants: specialities, quality, bans.
+    rng = np.random.default_rng(ss_merch)
+    counts = rng.integers(min(lo, n_tags), min(hi, n_tags) + 1, n_merchants).astype(np.int64)
+    m_ptr, m_tags = _distinct_rows(rng, counts, n_tags, merch_draw)
+    quality = rng.beta(5.0, 2.0, n_merchants)
+    banned = np.zeros(n_merchants, dtype=bool)
+    n_banned = int(round(banned_fraction * n_merchants))
+    if n_banned:
+        p = (1.0 - quality) ** 4 + 1e-12
+        banned[rng.choice(n_merchants, n_banned, replace=False, p=p / p.sum())] = True
+
+    # Items: merchant, primary tag (one of the merchant's), optional second tag, appeal.
+    rng = np.random.default_rng(ss_items)
+    per_merchant = 1 + rng.poisson(items_per_merchant - 1.0, n_merchants).astype(np.int64)
+    n_items = int(per_merchant.sum())
+    item_merchant = np.repeat(np.arange(n_merchants, dtype=np.int64), per_merchant)
+    m_len = np.diff(m_ptr)[item_merchant]
+    primary = m_tags[m_ptr[item_merchant] + (rng.random(n_items) * m_len).astype(np.int64)].astype(np.int64)
+    has_second = rng.random(n_items) < 0.5
+    second = m_tags[m_ptr[item_merchant] + (rng.random(n_items) * m_len).astype(np.int64)].astype(np.int64)
+    has_second &= second != primary
+    appeal = rng.lognormal(0.0, 1.0, n_items) * (0.5 + quality[item_merchant])
+    rows = np.concatenate([np.arange(n_items, dtype=np.int64), np.flatnonzero(has_second)])
+    cols = np.concatenate([primary, second[has_second]])
+    vals = np.concatenate([np.ones(n_items), np.full(int(has_second.sum()), 0.5)])
+    item_tags = sp.csr_array((vals, (rows, cols)), shape=(n_items, n_tags))
+    item_tags.sum_duplicates()
+    item_tags.sort_indices()
+    item_tags = _csr(item_tags.indptr.astype(np.int64), item_tags.indices, item_tags.data, (n_items, n_tags))
+    # tags -> items carrying them, weighted by appeal * tag weight
+    by_tag = sp.csr_array(
+        (item_tags.data * appeal[np.repeat(np.arange(n_items), np.diff(item_tags.indptr))],
+         item_tags.indices, item_tags.indptr),
+        shape=(n_items, n_tags),
+    ).T.tocsr()  # fmt: skip
+    by_tag.sort_indices()
+    t_ptr = by_tag.indptr.astype(np.int64)
+    t_cum = _rows_offset_cum(t_ptr, _row_cum(t_ptr, by_tag.data))
+    t_items = by_tag.indices.astype(np.int64)
+
+    # Users: latent interests.
+    rng = np.random.default_rng(ss_users)
+    counts = np.minimum(1 + rng.poisson(interests_per_user - 1.0, n_users), n_tags).astype(np.int64)
+    u_ptr, u_tags = _distinct_rows(rng, counts, n_tags, user_draw)
+    u_w = rng.exponential(1.0, u_tags.shape[0])
+    u_cum = _row_cum(u_ptr, u_w)
+    u_keys = _rows_offset_cum(u_ptr, u_cum)
+    sums = np.add.reduceat(u_w, u_ptr[:-1]) if u_w.size else np.zeros(0)
+    interests = _csr(u_ptr, u_tags, u_w / np.repeat(sums, np.diff(u_ptr)), (n_users, n_tags))
+
+    # Events.
+    rng = np.random.default_rng(ss_events)
+    n_ev = np.clip(np.rint(rng.lognormal(math.log(events_per_user), 0.8, n_users)), 1, 2000).astype(np.int64)
+    user = np.repeat(np.arange(n_users, dtype=np.int64), n_ev)
+    n = user.shape[0]
+    pos = np.searchsorted(u_keys, user + rng.random(n), side="right")
+    pos = np.clip(pos, u_ptr[user], u_ptr[user + 1] - 1)
+    tag = u_tags[pos].astype(np.int64)
+    wander = rng.random(n) < explore
+    tag[wander] = user_draw(rng, int(wander.sum()))
+    carried = t_ptr[tag + 1] > t_ptr[tag]
+    user, tag = user[carried], tag[carried]
+    n = user.shape[0]
+    pos = np.searchsorted(t_cum, tag + rng.random(n), side="right")
+    pos = np.clip(pos, t_ptr[tag], t_ptr[tag + 1] - 1)
+    item = t_items[pos]
+    q_item = quality[item_merchant[item]]
+    u = rng.random(n)
+    kind = np.zeros(n, dtype=np.int64)  # view
+    kind[u < 0.11 + 0.08 * q_item] = 3
+    kind[u < 0.11] = 2
+    kind[u < 0.06] = 1
+    time = start + rng.random(n) * (end - start)
+
+    # Repeat purchases and follows.
+    rng = np.random.default_rng(ss_after)
+    buys = np.flatnonzero(kind == 3)
+    bm = item_merchant[item[buys]]
+    again = rng.random(buys.shape[0]) < repeat_rate * quality[bm]
+    r_time = time[buys] + rng.exponential(7 * _DAY, buys.shape[0])
+    again &= r_time < end
+    r_m = bm[again]
+    first_item = np.concatenate([[0], np.cumsum(per_merchant)])[:-1]
+    r_item = first_item[r_m] + (rng.random(r_m.shape[0]) * per_merchant[r_m]).astype(np.int64)
+    user = np.concatenate([user, user[buys][again]])
+    item = np.concatenate([item, r_item])
+    kind = np.concatenate([kind, np.full(r_m.shape[0], 3, dtype=np.int64)])
+    time = np.concatenate([time, r_time[again]])
+    buys = np.flatnonzero(kind == 3)
+    bm = item_merchant[item[buys]]
+    fol = rng.random(buys.shape[0]) < follow_rate * quality[bm]
+    f_time = time[buys] + rng.exponential(_DAY, buys.shape[0])
+    fol &= f_time < end
+    order = np.argsort(f_time[fol], kind="stable")
+    follows = {"user": user[buys][fol][order], "merchant": bm[fol][order], "time": f_time[fol][order]}
+
+    order = np.argsort(time, kind="stable")
+    events = {
+        "user": user[order],
+        "item": item[order],
+        "kind": np.asarray(BEHAVIOUR_KINDS)[kind[order]],
+        "time": time[order],
+    }
+    return Behaviour(
+        events=events,
+        item_tags=item_tags,
+        item_merchant=item_merchant,
+        follows=follows,
+        interests=interests,
+        quality=quality,
+        banned=banned,
+        start=float(start),
+        end=float(end),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -666,7 +1049,7 @@ def compare_topk(
     # k-th (last valid) score per row; entries clearly above it must be in both sets
     last = np.maximum(va.sum(axis=1) - 1, 0)
     kth = np.where(va.any(axis=1), fa[np.arange(n_rows), last], -np.inf)
-    margin = atol + rtol * np.abs(kth)
+    margin = np.where(np.isfinite(kth), atol + rtol * np.abs(kth), 0.0)
     n = int(max(ia.max(), ib.max())) + 1
     row = np.arange(n_rows, dtype=np.int64)[:, None]
     keys_a = np.where(va, row * n + ia, -1)

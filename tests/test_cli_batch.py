@@ -62,7 +62,7 @@ def _market(tmp_path, seed=0):
 def _read_rank(path):
     with open(path, newline="") as f:
         r = csv.reader(f)
-        assert next(r) == ["user", "rank", "merchant", "score", "interest", "weight"]
+        assert next(r) == ["user", "rank", "merchant", "score", "interest", "follow", "weight"]
         return [tuple(row) for row in r]
 
 
@@ -154,8 +154,9 @@ def test_chain_matches_direct_ranker(tmp_path, capsys):
         assert (int(row[0]), int(row[1]), int(row[2])) == (u, r, m)
         assert np.float32(float(row[3])) == s  # exact float32 round trip
         assert float(row[4]) == pytest.approx(ad[u] @ bd[:, m], rel=1e-9, abs=1e-12)
-        assert float(row[5]) == pytest.approx(w_ref[m], rel=1e-12)
-        assert float(row[3]) == pytest.approx(float(row[4]) * float(row[5]), rel=1e-5, abs=1e-7)
+        assert float(row[5]) == 0.0  # no --follows
+        assert float(row[6]) == pytest.approx(w_ref[m], rel=1e-12)
+        assert float(row[3]) == pytest.approx(float(row[4]) * float(row[6]), rel=1e-5, abs=1e-7)
         assert m not in (2, 7)
 
 
@@ -492,10 +493,23 @@ def test_progress_only_on_tty_and_not_quiet(tmp_path, monkeypatch):
     monkeypatch.setattr("sys.stderr", tty)
     monkeypatch.setitem(__import__("sys").modules, "tqdm", None)  # the built-in indicator
     assert main(rank) == 0
-    assert "ranking:" in tty.text and f"{N_USERS}/{N_USERS}" in tty.text
+    assert "ranking: [" in tty.text and f"100% {N_USERS}/{N_USERS}" in tty.text
     assert "rows ->" in tty.text
     tty.text = ""
     assert main([*rank, "--quiet"]) == 0
+    assert tty.text == ""
+    # reading and folding show bars too
+    prof = ["profiles", "--events", f"{p}/events.csv", "--item-tags", f"{p}/item_tags.npz", "--out", f"{p}/a2.npz"]
+    assert main(prof) == 0
+    size = os.path.getsize(tmp_path / "events.csv")
+    assert "reading events.csv: [" in tty.text and f"/{size / 1024:.1f} KiB" in tty.text
+    assert "folding events: [" in tty.text and "100% 300/300" in tty.text
+    assert "entries from 300 events" in tty.text
+    tty.text = ""
+    assert main(["trust", "--events", f"{p}/mevents.csv", "--merchants", str(N_M), "--out", f"{p}/t.npz"]) == 0
+    assert "reading mevents.csv" in tty.text and "folding events: [" in tty.text and "100% 400/400" in tty.text
+    tty.text = ""
+    assert main([*prof, "--quiet"]) == 0
     assert tty.text == ""
 
 
@@ -620,3 +634,149 @@ def test_parquet_without_pyarrow(tmp_path, capsys):
     )
     assert "reading Parquet needs pyarrow" in _err(capsys)
     assert not os.path.exists(tmp_path / "a.npz")
+
+
+# ---------------------------------------------------------------------------------------------
+# Chunked folds (progress) equal one fold; errors in a later chunk name the right row
+# ---------------------------------------------------------------------------------------------
+
+
+def test_chunked_folds_equal_one_fold(tmp_path, monkeypatch, capsys):
+    import ecomcore.cli_batch as cb
+
+    _market(tmp_path)
+    p = str(tmp_path)
+    prof = ["profiles", "--events", f"{p}/events.csv", "--item-tags", f"{p}/item_tags.npz", "--users", str(N_USERS)]
+    trust = ["trust", "--events", f"{p}/mevents.csv", "--merchants", str(N_M), "--now", str(T0 + 1e7)]
+    assert main([*prof, "--out", f"{p}/one.npz"]) == 0
+    assert main([*trust, "--out", f"{p}/t_one.npz"]) == 0
+    monkeypatch.setattr(cb, "_FOLD_CHUNK", 64)  # 300 and 400 events: 5 and 7 folds
+    assert main([*prof, "--out", f"{p}/many.npz"]) == 0
+    assert main([*trust, "--out", f"{p}/t_many.npz"]) == 0
+    np.testing.assert_allclose(
+        sp.load_npz(tmp_path / "many.npz").toarray(), sp.load_npz(tmp_path / "one.npz").toarray(), rtol=1e-6, atol=1e-7
+    )
+    with np.load(tmp_path / "t_one.npz") as x, np.load(tmp_path / "t_many.npz") as y:
+        np.testing.assert_allclose(y["index"], x["index"], rtol=1e-9, atol=1e-12)
+    # a bad value in the third chunk: the model's error names the file line (header = line 1)
+    with open(tmp_path / "mevents.csv") as f:
+        lines = f.read().splitlines()
+    head, body = lines[0], lines[1:]
+    body[150] = f"3,refund_rate,7,{T0},"
+    (tmp_path / "bad.csv").write_text("\n".join([head, *body]) + "\n")
+    assert main(["trust", "--events", f"{p}/bad.csv", "--merchants", str(N_M), "--out", f"{p}/t_bad.npz"]) == 1
+    err = _err(capsys)
+    assert err.startswith(f"ecomcore trust: {p}/bad.csv:152: ") and "takes 0 or 1" in err
+    assert not os.path.exists(tmp_path / "t_bad.npz")
+
+
+# ---------------------------------------------------------------------------------------------
+# rank --follows / --exclude
+# ---------------------------------------------------------------------------------------------
+
+
+def _ranked(tmp_path):
+    p = str(tmp_path)
+    _market(tmp_path)
+    prof = ["profiles", "--events", f"{p}/events.csv", "--item-tags", f"{p}/item_tags.npz", "--out", f"{p}/a.npz"]
+    assert main([*prof, "--users", str(N_USERS)]) == 0
+    rng = np.random.default_rng(5)
+    f = sp.random(N_USERS, N_M, density=0.05, random_state=3, format="csr", dtype=np.float32)
+    f.data = rng.uniform(0.5, 2.0, f.nnz).astype(np.float32)
+    sp.save_npz(tmp_path / "f.npz", f)
+    pairs = sorted({(int(rng.integers(N_USERS)), int(rng.integers(N_M))) for _ in range(150)})
+    _write_csv(tmp_path / "ex.csv", ["merchant", "user"], [(m, u) for u, m in pairs + pairs[:5]])  # duplicates ok
+    e = sp.csr_matrix((np.full(len(pairs), 2.5), tuple(zip(*pairs))), shape=(N_USERS, N_M))
+    sp.save_npz(tmp_path / "ex.npz", e)
+    return p, f, pairs
+
+
+def test_rank_follows_and_exclude_match_ranker(tmp_path):
+    p, f, pairs = _ranked(tmp_path)
+    cmd = ["rank", "--profiles", f"{p}/a.npz", "--merchant-tags", f"{p}/b.npz", "--k", "6", "--threads", "1"]
+    follow = ["--follows", f"{p}/f.npz", "--follow-weight", "0.75"]
+    assert main([*cmd, *follow, "--exclude", f"{p}/ex.csv", "--out", f"{p}/r_csv.csv"]) == 0
+    assert main([*cmd, *follow, "--exclude", f"{p}/ex.npz", "--out", f"{p}/r_npz.csv"]) == 0
+    assert (tmp_path / "r_csv.csv").read_text() == (tmp_path / "r_npz.csv").read_text()
+    a = sp.load_npz(tmp_path / "a.npz")
+    b = sp.load_npz(tmp_path / "b.npz")
+    e = sp.load_npz(tmp_path / "ex.npz")
+    ref = ec.Ranker(b, follow_weight=0.75).topk(a, 6, follows=f, exclude=e, n_threads=1)
+    rows = _read_rank(tmp_path / "r_csv.csv")
+    expect = [
+        (u, r + 1, int(ref.indices[u, r]), np.float32(ref.scores[u, r]))
+        for u in range(N_USERS)
+        for r in range(int(ref.counts[u]))
+    ]
+    assert len(rows) == len(expect) > 0
+    fd = f.toarray().astype(np.float64)
+    banned_pairs = set(pairs)
+    n_follow = 0
+    for row, (u, r, m, s) in zip(rows, expect):
+        assert (int(row[0]), int(row[1]), int(row[2])) == (u, r, m)
+        assert np.float32(float(row[3])) == s
+        assert (u, m) not in banned_pairs
+        assert float(row[5]) == pytest.approx(0.75 * fd[u, m], rel=1e-6)
+        n_follow += float(row[5]) > 0
+        assert float(row[3]) == pytest.approx((float(row[4]) + float(row[5])) * float(row[6]), rel=1e-5, abs=1e-6)
+    assert n_follow > 0
+    # without the exclusions some excluded pair is ranked: the option did something
+    assert main([*cmd, *follow, "--out", f"{p}/r_all.csv"]) == 0
+    assert {(int(r[0]), int(r[2])) for r in _read_rank(tmp_path / "r_all.csv")} & banned_pairs
+
+
+@pytest.mark.parametrize(
+    "opt, make, needle",
+    [
+        ("--follows", None, "{f}: no such file"),
+        ("--follows", lambda t: (t / "x.npz").write_text("not a zip"), "{f}: not a readable scipy sparse .npz"),
+        ("--follows", lambda t: sp.save_npz(t / "x.npz", sp.csr_matrix((N_USERS, N_M + 1))), "{f}: expected shape"),
+        (
+            "--follows",
+            lambda t: sp.save_npz(t / "x.npz", sp.csr_matrix(([np.nan], ([1], [2])), shape=(N_USERS, N_M))),
+            "{f}: entry (user 1, merchant 2) is nan, not a finite number",
+        ),
+        ("--follows", lambda t: _write_csv(t / "x.csv", ["user", "merchant"], [[0, 1]]), "{f}: expected a scipy"),
+        ("--exclude", None, "{f}: no such file"),
+        ("--exclude", lambda t: sp.save_npz(t / "x.npz", sp.csr_matrix((N_USERS - 1, N_M))), "{f}: expected shape"),
+        (
+            "--exclude",
+            lambda t: _write_csv(t / "x.csv", ["user", "shop"], [[0, 1]]),
+            "{f}:1: missing column 'merchant'",
+        ),
+        (
+            "--exclude",
+            lambda t: _write_csv(t / "x.csv", ["user", "merchant"], [[0, 1], ["u7", 2]]),
+            "{f}:3: column 'user': expected an integer user id, got 'u7'",
+        ),
+        (
+            "--exclude",
+            lambda t: _write_csv(t / "x.csv", ["user", "merchant"], [[0, N_M]]),
+            f"{{f}}:2: column 'merchant': merchant id {N_M} is out of range [0, {N_M})",
+        ),
+        (
+            "--exclude",
+            lambda t: _write_csv(t / "x.csv", ["user", "merchant"], [[0, 1], [1, 1], [-1, 0]]),
+            f"{{f}}:4: column 'user': user id -1 is out of range [0, {N_USERS})",
+        ),
+        (
+            "--exclude",
+            lambda t: _write_csv(t / "x.csv", ["user", "merchant"], [[N_USERS, 1]]),
+            f"{{f}}:2: column 'user': user id {N_USERS} is out of range [0, {N_USERS})",
+        ),
+    ],
+)
+def test_rank_follows_exclude_bad_files(tmp_path, capsys, opt, make, needle):
+    p, _, _ = _ranked(tmp_path)
+    name = "x.npz"
+    if make is not None:
+        make(tmp_path)
+        name = "x.csv" if (tmp_path / "x.csv").exists() else "x.npz"
+    path = f"{p}/{name}"
+    (tmp_path / "r.csv").write_text("previous")
+    cmd = ["rank", "--profiles", f"{p}/a.npz", "--merchant-tags", f"{p}/b.npz", "--out", f"{p}/r.csv", opt, path]
+    assert main(cmd) == 1
+    err = _err(capsys)
+    assert err.startswith(f"ecomcore rank: {needle.format(f=path)}"), err
+    assert (tmp_path / "r.csv").read_text() == "previous"
+    assert not [x for x in os.listdir(tmp_path) if x.endswith(".tmp")]
