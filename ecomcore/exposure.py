@@ -44,7 +44,7 @@ _ORDER_BLOCK = 64
 _SUB_MIN_USERS = 200_000
 _SUB_FRACTION = 16
 # The sample's curve is followed to this precision when predicting a pass over all users.
-_SAMPLE_GINI_TOL = 5e-4
+_SAMPLE_GINI_TOL = 1e-3
 
 
 # ------------------------------------------------------------------------------------------
@@ -113,8 +113,9 @@ def _gini_sorted(xs: np.ndarray) -> float:
     total = float(xs.sum())
     if n == 0 or total <= 0:
         return 0.0
-    i = np.arange(1, n + 1, dtype=np.float64)
-    g = float(np.dot(2.0 * i - n - 1.0, xs)) / (n * total)
+    coef = np.arange(1 - n, n, 2, dtype=np.float64)  # 2 i - n - 1 for i = 1 .. n
+    # an elementwise product and a sum, not np.dot: a BLAS call may wake its thread pool
+    g = float(np.multiply(coef, xs).sum()) / (n * total)
     return min(max(g, 0.0), 1.0)
 
 
@@ -432,7 +433,12 @@ class _Selector:
 
         ``order=None`` runs the rows independently in parallel (no cap, no penalty);
         otherwise the users of ``order`` are served one after another, each counting ``weight``
-        times (a sub-sample run at the exposure scale of all users).
+        times (a sample run at the exposure scale of all users).  That needs no change to the
+        selection: the penalty depends on the ranks of the exposures, not their values, and the
+        cap compares counts that are all multiples of ``weight``; so the pass runs on plain
+        counts with the cap divided by ``weight`` (rounded up) and the penalties refreshed
+        ``weight`` times as often (the same number of impressions between refreshes as with
+        all users), and the counts come back multiplied by ``weight``.
         """
         n = self.idx.shape[0]
         parallel = order is None
@@ -441,7 +447,7 @@ class _Selector:
         expo = np.zeros(self.n_cols, np.int32)
         less = pen = np.zeros(0, np.int32)
         if lam > 0:
-            less = np.full((n if order is None else order.shape[0] * weight) + 2, self.n_cols, np.int32)
+            less = np.full(n + 2, self.n_cols, np.int32)
             less[0] = 0
             pen = np.zeros(self.n_cols, np.int32)
         if write and self._free:
@@ -461,7 +467,7 @@ class _Selector:
             self.cnt,
             self.k,
             np.zeros(0, np.int64) if parallel else order,
-            int(cap),
+            int(cap) if cap < 0 or weight == 1 else -(-int(cap) // weight),
             float(lam) / self.n_cols,
             max(1, self.refresh // weight),
             expo,
@@ -481,7 +487,6 @@ class _Selector:
             pref,
             threads,
             parallel,
-            weight,
         )
         if not parallel:
             self.passes += 1
@@ -489,7 +494,7 @@ class _Selector:
             expo64 = np.zeros(self.n_cols, np.int64)
             _exposure.first_k_stats(outs[0], outs[1], outs[2], self.k, expo64, np.zeros(n, np.float64))
             return expo64, outs
-        return expo.astype(np.int64), (outs if write else None)
+        return expo.astype(np.int64) * weight, (outs if write else None)
 
 
 def _serving_order(n: int, seed: int) -> np.ndarray:

@@ -57,12 +57,10 @@ def rerank_pass(
     ws_pref: U8,
     n_threads: int,
     parallel: bool,
-    weight: int = 1,
 ) -> None:
     """One selection pass: users of ``order`` one after another (cap ``cap >= 0`` and/or penalty
-    ``lam > 0`` per merchant, exposure counted in ``expo``, each user counting ``weight``
-    times), or every row independently in parallel (``parallel``; per-list rules only).
-    Output arrays with 0 rows are not written."""
+    ``lam > 0`` per merchant, exposure counted in ``expo``), or every row independently in
+    parallel (``parallel``; per-list rules only).  Output arrays with 0 rows are not written."""
 
 def pref_size() -> int:
     """Bytes of one preference entry (``ws_pref`` holds ``width`` of them per thread)."""

@@ -544,7 +544,7 @@ def rerank_pass(
     const int32_t[::1] cat, int32_t catcap, int32_t[:, ::1] catcnt,
     index_t[:, ::1] out_idx, floating[:, ::1] out_sc, int64_t[::1] out_len, double[::1] row_score,
     int64_t[:, ::1] ws_buf, uint8_t[:, ::1] ws_adm, double[:, ::1] ws_key, uint8_t[:, ::1] ws_pref,
-    int n_threads, bint parallel, int32_t weight=1,
+    int n_threads, bint parallel,
 ):
     """One selection pass over every user.
 
@@ -554,11 +554,6 @@ def rerank_pass(
     independent): rows in any order on ``n_threads`` threads, ``expo`` untouched.
     ``cap < 0`` means no cap, ``lam <= 0`` no penalty; ``lam`` is the strength divided by the
     number of merchants.
-    ``weight`` (sequential mode, >= 1): each served user counts as that many users with the
-    same picks -- every pick adds ``weight`` to the merchant's exposure -- so that a sample of
-    ``1 / weight`` of the users runs at the exposure scale of all of them (the search's
-    sub-sample).  ``expo`` and ``less`` must then have room for ``weight`` times the users
-    (``less``: ``len(order) * weight + 2`` entries).
 
     Penalty bookkeeping: ``less[w]`` = merchants shown fewer than ``w`` times (``less[0] = 0``,
     the rest ``n_merchants`` while ``expo`` is 0; ``n_rows + 2`` entries) and ``pen[m]`` =
@@ -586,7 +581,7 @@ def rerank_pass(
     cdef int32_t* p_pen = &pen[0] if pen.shape[0] > 0 else NULL
     cdef double lam_m = lam
     cdef bint use_pen = lam > 0
-    cdef Py_ssize_t i, u, c, n_t, L, t, tid, nxt, mm, n_order, span, w
+    cdef Py_ssize_t i, u, c, n_t, L, t, tid, nxt, mm, n_order, span
     cdef int64_t m
     cdef int32_t zero
     if n == 0 or width == 0:
@@ -608,8 +603,6 @@ def rerank_pass(
         return
     if refresh < 1:
         refresh = 1
-    if weight < 1:
-        weight = 1
     n_order = order.shape[0]
     with nogil:
         for i in range(n_order):
@@ -635,12 +628,8 @@ def rerank_pass(
             for t in range(L):
                 m = idx[u, ws_buf[0, t]]
                 if use_pen:
-                    if weight == 1:
-                        p_less[p_expo[m] + 1] -= 1
-                    else:
-                        for w in range(weight):
-                            p_less[p_expo[m] + 1 + w] -= 1
-                p_expo[m] += weight
+                    p_less[p_expo[m] + 1] -= 1
+                p_expo[m] += 1
             if use_pen:
                 zero = p_less[1]
                 for t in range(L):
