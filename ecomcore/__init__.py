@@ -8,6 +8,7 @@ re-ranking (rerank_exposure).
 """
 
 from ecomcore._config import show_config
+from ecomcore.audience import AudienceIndex, audience_for_items
 from ecomcore.exposure import ExposureReport, exposure, gini, rerank_exposure
 from ecomcore.fairness import fair_fail_probability, fair_table
 from ecomcore.governance import IdentityGraph
@@ -21,6 +22,8 @@ from ecomcore.trust_scoring import TrustScores
 __version__ = "0.1.0"
 
 __all__ = [
+    "AudienceIndex",
+    "audience_for_items",
     "DIMENSIONS",
     "ExposureReport",
     "IdentityGraph",

@@ -15,11 +15,12 @@ Adding a subcommand
 -------------------
 A module registers its subcommands with one import and one call in :func:`_parser`::
 
-    from ecomcore.cli_audience import add_audience_parser
-    add_audience_parser(sub)
+    from ecomcore.cli_batch import add_batch_parsers
+    add_batch_parsers(sub, positive_int)
 
-where ``add_audience_parser(sub)`` calls ``sub.add_parser(...)`` and sets
-``parser.set_defaults(handler=run)``; :func:`main` calls ``handler(args)`` and returns its exit
+where ``add_batch_parsers(sub, ...)`` calls ``sub.add_parser(...)`` and sets
+``parser.set_defaults(handler=run)`` (``ecomcore.cli_audience`` returns its parser and the
+handler is set here); :func:`main` calls ``handler(args)`` and returns its exit
 status.  :func:`positive_int`, :func:`non_negative_int` are the shared argparse types.
 """
 
@@ -105,6 +106,11 @@ def _parser() -> argparse.ArgumentParser:
     from ecomcore.cli_batch import add_batch_parsers
 
     add_batch_parsers(sub, positive_int)
+
+    from ecomcore.cli_audience import add_parser as add_audience_parser
+    from ecomcore.cli_audience import run as run_audience
+
+    add_audience_parser(sub).set_defaults(handler=run_audience)
     return parser
 
 
@@ -715,7 +721,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     int
         Exit status: 0 on success; 1 when the demo's ecomcore and scipy results disagree, the
         demo's real data cannot be read, or a batch command (``profiles``, ``trust``, ``rank``)
-        meets a bad input file; 2 on a usage error (argparse exits with 2 itself).
+        meets a bad input file (or ``audience``); 2 on a usage error (argparse exits with 2 itself).
     """
     parser = _parser()
     args = parser.parse_args(argv)

@@ -205,6 +205,13 @@ class Ranker:
         if banned is not None:
             w[_banned_mask(banned, n_m)] = 0.0
         self._init(b, w, vdt, follow_weight)
+        # what with_trust keeps by default (private copies: later changes by the caller are not seen)
+        self._weight_args = (
+            beta,
+            None if boost is None else np.array(g, dtype=np.float64),
+            None if banned is None else np.array(_banned_mask(banned, n_m), dtype=bool),
+            min_trust,
+        )
 
     @classmethod
     def _from_weight(
@@ -637,6 +644,57 @@ class Ranker:
             "score": score,
             "candidate": (reached.astype(bool)) & (weight > 0),
         }
+
+    def audience(
+        self,
+        user_tags_or_index: Any,
+        merchant_ids: ArrayLike,
+        k: int,
+        *,
+        exclude_followers: bool = False,
+        follows: Optional[ArrayLike] = None,
+        opted_out: Optional[ArrayLike] = None,
+        max_per_user: Optional[int] = None,
+        n_threads: Optional[int] = None,
+    ) -> TopK:
+        """Top-k interested users for each given merchant (audience targeting).
+
+        The transposed problem (merchants x tags times tags x users) on the same fused kernel;
+        see :func:`ecomcore.audience.audience` for the full semantics.
+
+        Parameters
+        ----------
+        user_tags_or_index : AudienceIndex or sparse matrix, shape (n_users, n_tags)
+            The users: an :class:`ecomcore.AudienceIndex` (prepared once, shared by many
+            queries) or the interest profiles A.
+        merchant_ids : array_like of int
+            Distinct merchant ids; row i of the result is ``merchant_ids[i]``'s audience.
+        k : int
+            Users per merchant (>= 1).
+        exclude_followers : bool, default False
+            Leave out users who follow the merchant (non-zero ``follows[u, m]``).
+        follows : sparse matrix, shape (n_users, n_merchants), optional
+            Follow strengths F; added to the score (times ``follow_weight``) unless excluded.
+        opted_out : array_like, optional
+            Users never targeted: a bool mask over users or user ids.
+        max_per_user : int, optional
+            A user appears in at most this many lists (global greedy by score; ties by
+            position in ``merchant_ids``, then user id; dropped users are replaced).
+        n_threads : int, optional
+            Threads (default: every core the process may use).
+
+        Returns
+        -------
+        TopK
+            Rows = merchants, indices = user ids, scores exactly as :meth:`topk` computes
+            them for the same (user, merchant) pair.
+        """
+        from ecomcore.audience import audience
+
+        return audience(
+            self, user_tags_or_index, merchant_ids, k, exclude_followers=exclude_followers,
+            follows=follows, opted_out=opted_out, max_per_user=max_per_user, n_threads=n_threads,
+        )  # fmt: skip
 
 
 def _weights_for(x: ArrayLike, name: str, n: int, vdt: np.dtype) -> np.ndarray:
