@@ -699,7 +699,7 @@ def test_synthetic_market_gini_target(market_candidates):
     out, rep = rerank_exposure(cand, 10, target_gini=target)
     assert rep.method == "penalty" and rep.all_met
     assert target - 0.01 <= rep.gini_after <= target
-    assert rep.score_kept >= 0.90  # measured 0.914
+    assert rep.score_kept >= 0.90  # measured 0.909
     assert rep.coverage_after > rep.coverage_before  # 4,616 -> 14,8xx merchants
     assert rep.gini_after == pytest.approx(gini(exposure(out)))
     assert (out.counts == 10).all()
