@@ -213,6 +213,78 @@ class Ranker:
             min_trust,
         )
 
+    def with_trust(
+        self,
+        trust: Optional[ArrayLike],
+        *,
+        beta: Optional[float] = None,
+        boost: Optional[ArrayLike] = None,
+        banned: Optional[ArrayLike] = None,
+    ) -> Ranker:
+        """A new Ranker with new trust that shares this Ranker's prepared merchant matrix.
+
+        Only the per-merchant weight ``w`` is recomputed, with the constructor's validation and
+        formula; ``min_trust`` and ``follow_weight`` are kept.  The validated arrays of B are
+        shared, never copied, and so is the kernel's compacted B (merchants with ``w > 0``) as
+        long as the set of merchants with ``w > 0`` does not change; when it does (a new ban, a
+        trust crossing ``min_trust`` or reaching 0) that one is rebuilt by one pass over B.
+        ``self`` is not modified: a service swaps its reference to the result (one atomic
+        assignment) while calls in flight finish on this Ranker.
+
+        Parameters
+        ----------
+        trust : array_like, shape (n_merchants,), or None
+            The new trust index in [0, 1]; None gives every merchant trust 1 (as in the
+            constructor).
+        beta : float, optional
+            New trust exponent (>= 0); default: this Ranker's.
+        boost : array_like, shape (n_merchants,), optional
+            New non-negative multiplier g; default: this Ranker's.
+        banned : array_like, optional
+            New bool mask over merchants or array of banned merchant ids, replacing the current
+            bans; default: this Ranker's.
+
+        Returns
+        -------
+        Ranker
+            The new Ranker; results equal those of a Ranker built from scratch with the same B,
+            weight parameters, ``min_trust`` and ``follow_weight``.
+        """
+        n_m = self.n_merchants
+        old_beta, old_boost, old_banned, min_trust = getattr(self, "_weight_args", (1.0, None, None, 0.0))
+        beta = old_beta if beta is None else check_real(beta, "beta", minimum=0.0)
+        t = np.ones(n_m) if trust is None else as_vector(trust, "trust", n_m, minimum=0.0, maximum=1.0)
+        g = old_boost if boost is None else np.array(as_vector(boost, "boost", n_m, minimum=0.0))
+        mask = old_banned if banned is None else np.array(_banned_mask(banned, n_m), dtype=bool)
+        w = np.power(t, beta) * (np.ones(n_m) if g is None else g)
+        if not np.isfinite(w).all():
+            raise ValueError("boost: trust ** beta * boost overflows")
+        w[t < min_trust] = 0.0
+        if mask is not None:
+            w[mask] = 0.0
+        sides: dict = {}
+        for key, side in list(self._sides.items()):
+            with np.errstate(over="ignore"):
+                wv = np.ascontiguousarray(w, dtype=key[0])
+            if np.isfinite(wv).all() and np.array_equal(wv > 0, side.weight > 0):
+                new_side = _MerchantSide.__new__(_MerchantSide)
+                new_side.indptr, new_side.indices = side.indptr, side.indices
+                new_side.data, new_side.row_absmax = side.data, side.row_absmax
+                new_side.weight = wv
+                new_side.w_max = float(wv.max()) if wv.size else 0.0
+            else:
+                new_side = _MerchantSide(self._b, w, key[0], key[1])  # validates w, compacts B
+            sides[key] = new_side
+        w.setflags(write=False)
+        out = object.__new__(type(self))
+        out.__dict__.update(self.__dict__)
+        out._w = w
+        out._sides = sides
+        out._lock = threading.Lock()
+        out._ws = _Workspace()
+        out._weight_args = (beta, g, mask, min_trust)
+        return out
+
     @classmethod
     def _from_weight(
         cls, merchant_tags: ArrayLike, weight: Optional[ArrayLike], follow_weight: float,
