@@ -369,12 +369,15 @@ def test_fold_bad_input(client):
             call()
 
 
-def test_core_never_imports_dask_and_missing_extra_is_explained():
+def test_core_never_imports_dask_and_missing_extra_is_explained(tmp_path):
+    # from a neutral directory: ``python -c`` puts the working directory first on sys.path
     env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
     code = "import sys, ecomcore; bad = [m for m in ('dask', 'distributed') if m in sys.modules]; print(bad)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, cwd=tmp_path
+    )
     assert out.stdout.strip() == "[]"
     code = "import sys; sys.modules['distributed'] = None; import ecomcore.dask"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
     assert out.returncode != 0
     assert "ImportError" in out.stderr and "ecomcore[dask]" in out.stderr

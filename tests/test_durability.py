@@ -109,7 +109,9 @@ def test_kill_during_save_leaves_old_or_new(kind, tmp_path):
     load = LOADERS[kind]
     rng = np.random.default_rng(7)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)  # the ecomcore under test
+    # the ecomcore under test (a checkout built in place, or the installed wheel); the child
+    # runs in tmp_path, since ``python -c`` puts its working directory first on sys.path
+    env["PYTHONPATH"] = os.path.dirname(os.path.dirname(os.path.abspath(ec.__file__)))
     seen = set()
     for _ in range(KILLS):
         child = subprocess.Popen(
@@ -117,6 +119,7 @@ def test_kill_during_save_leaves_old_or_new(kind, tmp_path):
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
+            cwd=tmp_path,
         )
         try:
             line = child.stdout.readline()

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 
 import pytest
@@ -48,8 +49,14 @@ CHILD = textwrap.dedent(
 
 
 def _run_child() -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    proc = subprocess.run([sys.executable, "-c", CHILD], capture_output=True, text=True, env=env, timeout=120)
+    # the ecomcore under test, from a neutral directory (``python -c`` puts the working
+    # directory first on sys.path, and the source tree may hold no compiled kernels)
+    home = os.path.dirname(os.path.dirname(os.path.abspath(ec.__file__)))
+    env = dict(os.environ, PYTHONPATH=home)
+    with tempfile.TemporaryDirectory() as cwd:
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD], capture_output=True, text=True, env=env, timeout=120, cwd=cwd
+        )
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
