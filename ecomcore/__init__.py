@@ -9,12 +9,14 @@ re-ranking (rerank_exposure).
 
 from ecomcore._config import show_config
 from ecomcore.audience import AudienceIndex, audience_for_items
+from ecomcore.cobehaviour import item_history, item_ranker, merchant_side
 from ecomcore.exposure import ExposureReport, exposure, gini, rerank_exposure
 from ecomcore.fairness import fair_fail_probability, fair_table
 from ecomcore.governance import IdentityGraph
 from ecomcore.indicators import DIMENSIONS, Indicator, default_indicators
 from ecomcore.interest import InterestModel, InterestState
 from ecomcore.ranking import Ranker, sparse_topk
+from ecomcore.similarity import item_similarity
 from ecomcore.topk import TopK, concat_topk, merge_topk
 from ecomcore.trust import TrustModel, TrustState
 from ecomcore.trust_scoring import TrustScores
@@ -22,6 +24,10 @@ from ecomcore.trust_scoring import TrustScores
 __version__ = "0.1.0"
 
 __all__ = [
+    "item_similarity",
+    "item_history",
+    "item_ranker",
+    "merchant_side",
     "AudienceIndex",
     "audience_for_items",
     "DIMENSIONS",
