@@ -44,47 +44,7 @@ _DAY = 86400.0
 _CHECK_USERS = 20_000
 
 
-def positive_int(text: str) -> int:
-    """Argparse type: an integer >= 1.
-
-    Parameters
-    ----------
-    text : str
-        The command-line text.
-
-    Returns
-    -------
-    int
-    """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """Argparse type: an integer >= 0.
-
-    Parameters
-    ----------
-    text : str
-        The command-line text.
-
-    Returns
-    -------
-    int
-    """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
+from ecomcore._argtypes import non_negative_int, positive_int  # noqa: E402 (re-exported)
 
 _positive_int = positive_int  # the names the batch module was written against
 _non_negative_int = non_negative_int

@@ -33,38 +33,27 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import os
 import sys
 from typing import Any, Optional
 
 import numpy as np
 
-from ecomcore.cli_batch import BatchError, _load_banned, _load_npy, _load_sparse, _load_trust, _Outputs
+from ecomcore._argtypes import non_negative_real as _non_negative_real
+from ecomcore._argtypes import positive_int as _positive_int
+from ecomcore.cli_batch import (
+    BatchError,
+    _load_banned,
+    _load_mask_or_ids,
+    _load_npy,
+    _load_sparse,
+    _load_trust,
+    _Outputs,
+)
 
 __all__ = ["add_parser", "run"]
 
 _HEADER = ("merchant", "rank", "user", "score")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_real(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return v
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -185,20 +174,7 @@ def _merchant_file(path: str, n_m: int) -> np.ndarray:
 
 
 def _opted(path: str, n_u: int) -> np.ndarray:
-    b = _load_npy(path)
-    if b.ndim != 1:
-        raise BatchError(path, None, "expected a 1-D .npy array (a bool mask or user ids)")
-    if b.dtype.kind == "b":
-        if b.shape[0] != n_u:
-            raise BatchError(path, None, f"bool mask has length {b.shape[0]}, expected {n_u} users")
-        return b
-    if b.dtype.kind not in "iu":
-        raise BatchError(path, None, f"expected a bool mask or integer user ids, got dtype {b.dtype}")
-    bad = (b < 0) | (b >= n_u)
-    if bad.any():
-        j = int(np.flatnonzero(bad)[0])
-        raise BatchError(path, j + 1, f"user id {b[j]} is out of range [0, {n_u})")
-    return b.astype(np.int64)
+    return _load_mask_or_ids(path, n_u, "user")
 
 
 def _audience(args: argparse.Namespace, out: _Outputs) -> str:

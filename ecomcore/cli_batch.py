@@ -78,6 +78,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from ecomcore._argtypes import non_negative_real as _non_negative_real
 from ecomcore.progress import Progress, progress_bar
 
 __all__ = ["add_batch_parsers", "run_batch", "BatchError"]
@@ -577,21 +578,26 @@ def _load_npy(path: str) -> np.ndarray:
     return arr
 
 
-def _load_banned(path: str, n_m: int) -> np.ndarray:
+def _load_mask_or_ids(path: str, n: int, noun: str) -> np.ndarray:
+    """A 1-D ``.npy`` bool mask over ``n`` {noun}s or an array of {noun} ids in ``[0, n)``."""
     b = _load_npy(path)
     if b.ndim != 1:
-        raise BatchError(path, None, "expected a 1-D .npy array (a bool mask or merchant ids)")
+        raise BatchError(path, None, f"expected a 1-D .npy array (a bool mask or {noun} ids)")
     if b.dtype.kind == "b":
-        if b.shape[0] != n_m:
-            raise BatchError(path, None, f"bool mask has length {b.shape[0]}, expected {n_m} merchants")
+        if b.shape[0] != n:
+            raise BatchError(path, None, f"bool mask has length {b.shape[0]}, expected {n} {noun}s")
         return b
     if b.dtype.kind not in "iu":
-        raise BatchError(path, None, f"expected a bool mask or integer merchant ids, got dtype {b.dtype}")
-    bad = (b < 0) | (b >= n_m)
+        raise BatchError(path, None, f"expected a bool mask or integer {noun} ids, got dtype {b.dtype}")
+    bad = (b < 0) | (b >= n)
     if bad.any():
         j = int(np.flatnonzero(bad)[0])
-        raise BatchError(path, j + 1, f"merchant id {b[j]} is out of range [0, {n_m})")
+        raise BatchError(path, j + 1, f"{noun} id {b[j]} is out of range [0, {n})")
     return b.astype(np.int64)
+
+
+def _load_banned(path: str, n_m: int) -> np.ndarray:
+    return _load_mask_or_ids(path, n_m, "merchant")
 
 
 def _user_merchant_matrix(path: str, n_u: int, n_m: int, what: str, *, values: bool, quiet: bool) -> sp.csr_array:
@@ -734,16 +740,6 @@ def _event_weights(text: str) -> dict[str, float]:
             )
         out[name] = w
     return out
-
-
-def _non_negative_real(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
-    return v
 
 
 def add_batch_parsers(sub: Any, positive_int: Callable[[str], int]) -> None:
