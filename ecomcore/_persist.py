@@ -110,7 +110,10 @@ def load_npz(path: str | os.PathLike[str], kind: str, version: int) -> tuple[dic
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     try:
-        with np.load(path, allow_pickle=False) as z:
+        z = np.load(path, allow_pickle=False)
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a .npy file loads as a bare array
+            raise ValueError(f"{path}: not an ecomcore {kind} file (a single .npy array, not an .npz archive)")
+        with z:
             if _META not in z.files:
                 raise ValueError(f"{path}: not an ecomcore {kind} file (no header)")
             header = json.loads(bytes(z[_META]).decode("utf-8"))
@@ -119,7 +122,16 @@ def load_npz(path: str | os.PathLike[str], kind: str, version: int) -> tuple[dic
         if str(e).startswith(path):
             raise
         raise ValueError(f"{path}: corrupt or unreadable file ({e})") from None
-    except (zipfile.BadZipFile, OSError, EOFError, KeyError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (
+        zipfile.BadZipFile,
+        OSError,
+        EOFError,
+        KeyError,
+        UnicodeDecodeError,
+        json.JSONDecodeError,
+        NotImplementedError,
+        RuntimeError,  # zipfile: a damaged header asks for an unknown version / a password
+    ) as e:
         raise ValueError(f"{path}: corrupt or unreadable file ({type(e).__name__}: {e})") from None
     if not isinstance(header, dict) or header.get("kind") != kind:
         got = header.get("kind") if isinstance(header, dict) else None

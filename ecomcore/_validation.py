@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numbers
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -117,17 +118,61 @@ def to_array(x: Any, name: str, *, what: str = "an array", numeric: bool = False
     return arr
 
 
+def checked_tocsr(x: Any, name: str) -> Any:
+    """Convert a scipy sparse matrix to CSR, checking its index arrays first.
+
+    scipy's CSC/BSR/COO converters index without bounds checks (an out-of-range index corrupts
+    the heap), so the arrays are validated here (a CSR input is checked the same way); the
+    caller's object is not modified.
+    """
+    fmt = x.format
+    try:
+        if fmt in ("csr", "csc", "bsr"):
+            for part in ("indptr", "indices"):
+                if np.asarray(getattr(x, part)).dtype.kind not in "iu":
+                    raise TypeError(f"{name}: {fmt.upper()} index arrays must be integers")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                args = (x.data, x.indices, x.indptr)
+                y = type(x)(args, shape=x.shape, copy=False)  # same arrays in a new object
+                y.check_format(full_check=True)
+            ip = np.asarray(y.indptr)
+            if ip.shape[0] > 1 and bool(np.any(ip[1:] < ip[:-1])):  # scipy skips this check when nnz == 0
+                raise ValueError("indptr must be a non-decreasing sequence")
+            x = y
+        elif fmt == "coo" and len(x.shape) == 2:
+            coords = x.coords if hasattr(x, "coords") else (x.row, x.col)
+            n = np.asarray(x.data).shape[0] if np.asarray(x.data).ndim == 1 else -1
+            for axis, c in enumerate(coords):
+                c = np.asarray(c)
+                if c.dtype.kind not in "iu":
+                    raise TypeError(f"{name}: COO coordinates must be integers")
+                if c.ndim != 1 or c.shape[0] != n:
+                    raise ValueError("coordinates and data must be 1-D arrays of one length")
+                if c.size and (int(c.min()) < 0 or int(c.max()) >= x.shape[axis]):
+                    raise ValueError(f"a coordinate on axis {axis} is out of range [0, {x.shape[axis]})")
+        return x.tocsr()
+    except TypeError as e:
+        if str(e).startswith(name):
+            raise
+        raise TypeError(f"{name}: cannot convert the {fmt} matrix to CSR ({e})") from None
+    except (ValueError, IndexError, OverflowError) as e:
+        raise ValueError(f"{name}: invalid {fmt} matrix ({e})") from None
+
+
 def _to_csr(x: Any, name: str) -> Any:
     """Return a scipy CSR (array or matrix) view of ``x``, converting other formats once."""
     if sp.issparse(x):
         if x.format != "csr":
-            x = x.tocsr()
+            x = checked_tocsr(x, name)
         return x
     if isinstance(x, (str, bytes)) or x is None:
         raise TypeError(f"{name}: expected a 2-D scipy sparse matrix or array, got {type(x).__name__}")
     arr = to_array(x, name, what="a 2-D matrix", numeric=True)
     if arr.ndim != 2:
         raise ValueError(f"{name}: expected a 2-D matrix, got {arr.ndim} dimension(s)")
+    if arr.dtype.kind == "f" and arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)  # float16 / longdouble: scipy.sparse and the kernels take float32/64
     return sp.csr_array(arr)
 
 
@@ -164,6 +209,8 @@ def as_csr(
         raise ValueError(f"{name}: indptr has length {indptr.shape[0]}, expected {n_rows + 1}")
     if indptr.dtype.kind not in "iu" or indices.dtype.kind not in "iu":
         raise TypeError(f"{name}: CSR index arrays must be integers")
+    if indices.ndim != 1 or np.asarray(csr.data).ndim != 1:
+        raise ValueError(f"{name}: CSR indices and data must be 1-D")
     nnz_stored = int(indices.shape[0])
     if np.asarray(csr.data).shape[0] != nnz_stored:
         raise ValueError(f"{name}: data and indices have different lengths")
@@ -186,6 +233,8 @@ def as_csr(
             f"[0, {n_cols})"
         )
     data = np.asarray(csr.data)[:nnz]
+    if data.dtype.kind == "f" and data.dtype not in (np.float32, np.float64):
+        data = data.astype(np.float64)  # float16 / longdouble: scanned (and computed) as float64
     if structural:
         data_c = np.ones(nnz, dtype=value_dtype)
     else:

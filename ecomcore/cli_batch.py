@@ -79,6 +79,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from ecomcore._argtypes import non_negative_real as _non_negative_real
+from ecomcore._validation import checked_tocsr
 from ecomcore.progress import Progress, progress_bar
 
 __all__ = ["add_batch_parsers", "run_batch", "BatchError"]
@@ -322,7 +323,10 @@ def _load_sparse(path: str, what: str) -> sp.csr_array:
         raise BatchError(
             path, None, f"not a readable scipy sparse .npz file for {what} ({type(e).__name__}: {e})"
         ) from None
-    return sp.csr_array(m)
+    try:  # the file's index arrays are checked before scipy converts them (its converters do not)
+        return sp.csr_array(checked_tocsr(m, what))
+    except (ValueError, TypeError, MemoryError) as e:
+        raise BatchError(path, None, f"not a valid sparse matrix for {what} ({type(e).__name__}: {e})") from None
 
 
 def _unprefixed(path: str, e: Exception) -> str:

@@ -627,7 +627,7 @@ class IdentityGraph:
             n_e,
             n_s,
             n_k,
-            self._max,
+            min(self._max, _INT64_MAX),  # a larger threshold (no key reaches it) must not overflow int64_t
             key_ptr,
             scratch,
             parent,

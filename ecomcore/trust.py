@@ -661,6 +661,8 @@ def _column(events: Any, name: str) -> Any:
             return events[name]
         except (KeyError, IndexError):
             return None
+        except TypeError:  # a list or tuple: no columns by name
+            pass
     raise TypeError(
         "events: expected a mapping of column name to array (dict, pandas.DataFrame, pyarrow.Table or a "
         f"structured array), got {type(events).__name__}"
