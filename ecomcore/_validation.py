@@ -19,6 +19,14 @@ import scipy.sparse as sp
 from ecomcore_ext import _checks
 
 INT32_MAX = np.iinfo(np.int32).max
+# Index arrays switch to int64 once nnz or a dimension reaches this (below it int32 holds every
+# index and every indptr value).  Tests lower it to run the int64 kernels on small inputs.
+INT64_FROM = INT32_MAX
+
+
+def index_dtype_for_sizes(*sizes: int) -> np.dtype:
+    """int32 when every size (nnz, rows, columns) is below ``INT64_FROM``, else int64."""
+    return np.dtype(np.int64) if max(sizes, default=0) >= INT64_FROM else np.dtype(np.int32)
 
 
 @dataclass(frozen=True)
@@ -75,14 +83,24 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# Explicit thread counts above this are refused: an OpenMP team of ~100,000 threads crashed the
+# process (segfault) when thread creation failed, and no machine gives one process that many
+# hardware threads (results never depend on n_threads, so more threads than cores only waste).
+MAX_THREADS = 1024
+
+
 def resolve_threads(n_threads: Any) -> int:
-    """``None`` means every core the process may use; otherwise a positive int."""
+    """``None`` means every core the process may use; otherwise an int in
+    ``[1, max(MAX_THREADS, cores)]``."""
     if n_threads is None:
         return available_cores()
     if isinstance(n_threads, (bool, np.bool_)) or not isinstance(n_threads, numbers.Integral):
         raise ValueError(f"n_threads: expected None or a positive integer, got {n_threads!r}")
     if int(n_threads) < 1:
         raise ValueError(f"n_threads: expected None or a positive integer, got {n_threads!r}")
+    top = max(MAX_THREADS, available_cores())
+    if int(n_threads) > top:
+        raise ValueError(f"n_threads: at most {top} threads supported, got {n_threads!r}")
     return int(n_threads)
 
 
@@ -214,7 +232,7 @@ def as_csr(
     nnz_stored = int(indices.shape[0])
     if np.asarray(csr.data).shape[0] != nnz_stored:
         raise ValueError(f"{name}: data and indices have different lengths")
-    idx_dt = np.int64 if max(nnz_stored, n_rows, n_cols) >= INT32_MAX else np.int32
+    idx_dt = index_dtype_for_sizes(nnz_stored, n_rows, n_cols)
     indptr_c = _as_index(indptr, idx_dt, name, "indptr")
     indices_c = _as_index(indices, idx_dt, name, "indices")
     bad = _checks.check_indptr(indptr_c, nnz_stored)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 import scipy.sparse as sp
 
+from ecomcore._sizes import check_dense_columns
 from ecomcore._validation import (
     INT32_MAX,
     CSRParts,
@@ -33,6 +34,7 @@ from ecomcore._validation import (
     as_ids,
     as_vector,
     check_int,
+    index_dtype_for_sizes,
     resolve_threads,
     to_array,
     value_dtype_of,
@@ -52,6 +54,12 @@ _MARGIN = 8
 # Work (multiply-adds plus a per-row overhead) per kernel call, as in ecomcore.ranking.
 _BLOCK_WORK = 1 << 24
 _ROW_OVERHEAD = 64
+# Bytes per user held once per query besides the kernel scratch: the kernel's all-ones weight
+# vector and the per-user list count of max_per_user.
+_AUDIENCE_BYTES_PER_USER = 16
+# Exclusion-list entries one kernel call may take with int32 index arrays (its pointer array
+# counts them in int32).
+_ENTRY_CAP32 = INT32_MAX - 1
 # Entries handled per step when post-processing kernel results (bounds the temporaries).
 _CHUNK = 1 << 16
 
@@ -132,9 +140,14 @@ class AudienceIndex:
         vdt = value_dtype_of(user_tags)
         a = as_csr(user_tags, "user_tags", value_dtype=vdt)
         n_u, n_t = a.shape
+        # the users are the columns of every audience query's dense accumulator
+        check_dense_columns(
+            n_u, "user_tags", what="users", value_dtype=vdt, index_dtype=np.int64,
+            shared_per_column=_AUDIENCE_BYTES_PER_USER,
+        )  # fmt: skip
         t = sp.csr_array((a.data, a.indices, a.indptr), shape=(n_u, n_t)).T.tocsr()
         t.sort_indices()
-        idt = np.dtype(np.int64) if max(a.nnz, n_u, n_t) >= INT32_MAX else np.dtype(np.int32)
+        idt = index_dtype_for_sizes(a.nnz, n_u, n_t)
         self._at = CSRParts(
             np.ascontiguousarray(t.indptr, dtype=idt),
             np.ascontiguousarray(t.indices, dtype=idt),
@@ -327,21 +340,42 @@ class _Problem:
         return ptr.astype(idt), out
 
     def _blocks(self, rows: np.ndarray, n_threads: int) -> list[np.ndarray]:
-        """Split ``rows`` into kernel calls bounded in work and in exclusion-list entries."""
+        """Split ``rows`` into kernel calls bounded in work and in exclusion-list entries.
+
+        The opted-out users are repeated in every row's exclusion list, so a call takes at most
+        about ``n_users * n_threads`` of them (the size of the scratch).  With int32 index
+        arrays a call's exclusion lists (opted-out plus the row's own) also hold fewer than
+        2**31 entries in all: their pointer array counts them in the index dtype.
+        """
         if rows.size == 0:
             return []
         n_opt = 0 if self.opted is None else self.opted.shape[0]
         min_rows = 8 * n_threads
         max_rows = max(min_rows, (self.n_users * n_threads) // max(n_opt, 1))
         cost = self.work[rows] + _ROW_OVERHEAD
+        ent = np.full(rows.size, n_opt, dtype=np.int64)
+        if self.exclude is not None:
+            ptr = self.exclude.indptr
+            ent += (ptr[rows + 1] - ptr[rows]).astype(np.int64)
+        cap = _ENTRY_CAP32 if self.idt == np.int32 else None
+        if cap is not None and int(ent.max()) > cap:
+            raise ValueError(
+                f"opted_out, exclude: {int(ent.max())} users to leave out of one list (opted-out users plus "
+                f"the row's own exclusions); at most {cap} are supported"
+            )
         out = []
-        start, acc = 0, 0
+        start, acc, n_ent = 0, 0, 0
         for i in range(rows.size):
+            e_i = int(ent[i])
+            if cap is not None and i > start and n_ent + e_i > cap:
+                out.append(rows[start:i])
+                start, acc, n_ent = i, 0, 0
             acc += int(cost[i])
+            n_ent += e_i
             n = i + 1 - start
             if n >= max_rows or (acc >= _BLOCK_WORK * n_threads and n >= min_rows):
                 out.append(rows[start : i + 1])
-                start, acc = i + 1, 0
+                start, acc, n_ent = i + 1, 0, 0
         if start < rows.size:
             out.append(rows[start:])
         return out
@@ -356,6 +390,10 @@ class _Problem:
         if n == 0 or width == 0:
             return out_idx, out_sc, out_cnt
         nt = min(n_threads, n) if _topk.openmp_enabled() else 1
+        check_dense_columns(
+            self.n_users, "user_tags_or_index", what="users", threads=nt, width=width, value_dtype=vdt,
+            index_dtype=idt, shared_per_column=_AUDIENCE_BYTES_PER_USER,
+        )  # fmt: skip
         if self._ws is None or self._ws[0].shape[0] < nt:
             self._ws = None
             self._ws = _workspace(nt, self.n_users, vdt, idt)
@@ -556,6 +594,10 @@ def _solve(prob: _Problem, k: int, cap: Optional[int], n_threads: int) -> TopK:
         )
     if cap is not None and cap >= active.size:
         cap = None  # a user can never be in more lists than there are
+    if cap is not None and cap > INT32_MAX:
+        # (the kernel counts each user's lists in int32; only a query with more than 2**31 lists
+        # can get here)
+        raise ValueError(f"max_per_user: at most {INT32_MAX} supported, got {cap}")
     cand = _Candidates(n_q, flat=cap is not None)
     base = min(width + _MARGIN, n_u)
     # first fetch: every row (rows of weight 0 hold no entries and come back empty)
@@ -703,8 +745,7 @@ def _merchant_rows(ranker: Ranker) -> sp.csr_array:
 
 
 def _index_dtype(*parts: Any) -> np.dtype:
-    big = any(p is not None and (p.nnz >= INT32_MAX or max(p.shape) >= INT32_MAX) for p in parts)
-    return np.dtype(np.int64) if big else np.dtype(np.int32)
+    return index_dtype_for_sizes(*(max(p.nnz, *p.shape) for p in parts if p is not None))
 
 
 def audience(

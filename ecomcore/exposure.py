@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
+from ecomcore._sizes import check_dense_columns
 from ecomcore._validation import check_int, check_real, resolve_threads, to_array
 from ecomcore.topk import TopK
 from ecomcore_ext import _exposure
@@ -28,6 +29,9 @@ __all__ = ["ConstraintResult", "ExposureReport", "exposure", "gini", "rerank_exp
 
 ArrayLike = Any
 _INT32_MAX = np.iinfo(np.int32).max
+# Per-merchant arrays of rerank_exposure besides the per-thread int32 stamps: exposure counts
+# (int32 and int64 copies), penalties, protected flags, categories, sorted counts for the Gini.
+_BYTES_PER_MERCHANT = 48
 # Penalty search: stop once the Gini is within this of the target (from below) ...
 _GINI_TOL = 4e-3
 # ... or the strength is bracketed to this relative width, or after this many passes.
@@ -154,6 +158,10 @@ def exposure(topk: TopK, position_weights: Union[None, str, ArrayLike] = None) -
     topk = _check_topk(topk, "topk")
     idx, _, cnt = _topk_arrays(topk, "topk", check_scores=False)
     n_cols = int(topk.n_cols)
+    check_dense_columns(
+        n_cols, "topk", per_thread_bytes=0, shared_per_column=16,
+        advice="compute the exposure of merchant shards separately",
+    )  # fmt: skip
     mask = np.arange(idx.shape[1])[None, :] < cnt[:, None]
     chosen = idx[mask]
     if chosen.size and (chosen.min() < 0 or chosen.max() >= n_cols):
@@ -875,6 +883,8 @@ def rerank_exposure(
     n_cols = int(candidates.n_cols)
     if n >= _INT32_MAX:
         raise ValueError(f"candidates: at most {_INT32_MAX - 1} rows are supported, got {n}")
+    if n_cols >= _INT32_MAX:  # exposure counts per merchant and the penalty tables are int32
+        raise ValueError(f"candidates: at most {_INT32_MAX - 1} merchants (n_cols) are supported, got {n_cols}")
     if target_gini is not None:
         target_gini = _check_fraction(target_gini, "target_gini", lo=0, hi=1, lo_open=False, hi_open=True)
     if max_share is not None:
@@ -903,6 +913,10 @@ def rerank_exposure(
 
     # Validate every candidate (ranges, finite scores, order, duplicates); mark merchants seen.
     threads = min(n_threads, max(n, 1))
+    check_dense_columns(
+        n_cols, "candidates", threads=threads, per_thread_bytes=4 * n_cols, shared_per_column=_BYTES_PER_MERCHANT,
+        advice="re-rank merchant shards separately",
+    )  # fmt: skip
     stamp = np.zeros((threads, n_cols), np.int32)
     bad, code = _exposure.check_candidates(idx, sc, cnt, n_cols, stamp, threads)
     if bad >= 0:
@@ -925,7 +939,9 @@ def rerank_exposure(
     impressions = int(wanted.sum())
     gini_before = _gini_counts(expo0)
 
-    sel = _Selector(idx, sc, cnt, k, n_cols, prot, pmode, pmin, ptable, cat, catcap, n_cat, n_threads)
+    # (the kernel's category cap is int32; a cap of k or more cannot bind and was dropped above)
+    kernel_catcap = min(catcap, k, _INT32_MAX)
+    sel = _Selector(idx, sc, cnt, k, n_cols, prot, pmode, pmin, ptable, cat, kernel_catcap, n_cat, n_threads)
     cap: Optional[int] = None
     strength: Optional[float] = None
     used_method = "none"

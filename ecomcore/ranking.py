@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional, Union
 import numpy as np
 import scipy.sparse as sp
 
+from ecomcore._sizes import RANKER_BYTES_PER_COLUMN, check_dense_columns
 from ecomcore._validation import (
     CSRParts,
     as_csr,
@@ -168,6 +169,16 @@ class Ranker:
     follow_weight : float, default 1.0
         Weight of the follow matrix F in the score.
 
+    Raises
+    ------
+    ValueError
+        Besides bad arguments: when one thread's dense accumulator over the merchants (about
+        22 bytes per merchant for float32, 44 for float64, plus 48 bytes per merchant held by
+        the Ranker) would exceed half the memory the process may use (the smallest of physical
+        RAM, the cgroup limit and ``RLIMIT_AS``).  Shard the merchants over several Rankers and
+        combine the results with :func:`ecomcore.merge_topk`.  A call whose ``n_threads``
+        accumulators together exceed that limit is refused the same way, naming ``n_threads``.
+
     Notes
     -----
     ``w[m] = 0`` if banned or ``trust[m] < min_trust``, else ``trust[m] ** beta * boost[m]``.
@@ -188,6 +199,7 @@ class Ranker:
         vdt = value_dtype_of(merchant_tags)
         b = as_csr(merchant_tags, "merchant_tags", value_dtype=vdt)
         n_m = b.shape[1]
+        _check_merchant_count(b, vdt)
         beta = check_real(beta, "beta", minimum=0.0)
         min_trust = check_real(min_trust, "min_trust", minimum=0.0)
         if min_trust > 1:
@@ -292,6 +304,7 @@ class Ranker:
     ) -> Ranker:
         b = as_csr(merchant_tags, "merchant_tags", value_dtype=value_dtype)
         n_m = b.shape[1]
+        _check_merchant_count(b, value_dtype)
         w = np.ones(n_m) if weight is None else as_vector(
             weight, "merchant_weight", n_m, minimum=0.0
         )
@@ -378,14 +391,19 @@ class Ranker:
         e = None if e is None else e.astype(idt, vdt)
         return a, f, e, vdt, idt
 
-    def _plan(self, a: CSRParts, f: Optional[CSRParts], side: _MerchantSide, vdt: np.dtype) -> np.ndarray:
-        """Per-row work (for block planning) after ruling out overflow."""
-        work = np.empty(a.shape[0], dtype=np.int64)
+    def _plan(
+        self, a: CSRParts, f: Optional[CSRParts], side: _MerchantSide, vdt: np.dtype,
+        start: int = 0, stop: Optional[int] = None,
+    ) -> np.ndarray:
+        """Per-row work of rows ``start:stop`` (for block planning) after ruling out overflow."""
+        stop = a.shape[0] if stop is None else stop
+        work = np.empty(stop - start, dtype=np.int64)
         idt = a.indptr.dtype
-        f_ptr = _EMPTY_PTR[idt] if f is None else f.indptr
+        f_ptr = _EMPTY_PTR[idt] if f is None else f.indptr[start:stop + 1]
         f_data = np.zeros(0, vdt) if f is None else f.data
+        # a slice of indptr still holds absolute positions into indices / data
         bound = _checks.row_work_and_bound(
-            a.indptr, a.indices, a.data, side.indptr, side.row_absmax,
+            a.indptr[start:stop + 1], a.indices, a.data, side.indptr, side.row_absmax,
             f_ptr, f_data, abs(self._follow_weight), work,
         )
         if not bound * max(side.w_max, 1.0) < np.finfo(vdt).max / 4:
@@ -430,8 +448,16 @@ class Ranker:
             *ws, n_threads,
         )
 
-    def _workspace(self, n_threads: int, width: int, vdt: np.dtype, idt: np.dtype) -> tuple:
+    def _check_workspace(self, n_threads: int, width: int, vdt: np.dtype, idt: np.dtype) -> int:
+        """The scratch count a call uses, after checking that so many fit (before allocating)."""
         nt = n_threads if _topk.openmp_enabled() else 1
+        check_dense_columns(
+            self.n_merchants, "merchant_tags", threads=nt, width=width, value_dtype=vdt, index_dtype=idt,
+        )
+        return nt
+
+    def _workspace(self, n_threads: int, width: int, vdt: np.dtype, idt: np.dtype) -> tuple:
+        nt = self._check_workspace(n_threads, width, vdt, idt)
         return _make_workspace(nt, self.n_merchants, width, self._side(vdt, idt).weight, idt)
 
     def _finish(self, idx: np.ndarray, sc: np.ndarray, cnt: np.ndarray) -> TopK:
@@ -514,8 +540,10 @@ class Ranker:
         """Stream the top-k in row blocks of at most ``chunk_rows`` users.
 
         Same arguments and results as :meth:`topk`; yields ``(row_start, TopK)`` so that a
-        caller can write each block to disk.  Memory stays flat in the number of users: only
-        one block of output exists at a time (beyond the inputs themselves).
+        caller can write each block to disk.  Memory stays flat in the number of users: beyond
+        the inputs, only the per-thread scratch and the block being computed (plus the one the
+        caller still holds) exist at a time; nothing is kept per user.  Every check (arguments,
+        score overflow over all rows, scratch size) runs in this call, before the first block.
 
         Yields
         ------
@@ -527,14 +555,21 @@ class Ranker:
         threshold = check_threshold(threshold)
         n_threads = resolve_threads(n_threads)
         a, f, e, vdt, idt = self._user_inputs(user_tags, follows, exclude)
-        return self._iter(a, f, e, vdt, idt, k, chunk_rows, threshold, n_threads)
-
-    def _iter(self, a, f, e, vdt, idt, k, chunk_rows, threshold, n_threads):
+        # Everything that can fail is checked before the first block (overflow over all rows,
+        # block by block, keeping no per-user array; the scratch size).
         side = self._side(vdt, idt)
-        work = self._plan(a, f, side, vdt)
         n_u = a.shape[0]
         width = min(k, self.n_merchants)
         n_threads = min(n_threads, max(min(chunk_rows, n_u), 1))
+        if width:
+            self._check_workspace(n_threads, width, vdt, idt)
+        for s0 in range(0, n_u, chunk_rows):
+            self._plan(a, f, side, vdt, s0, min(s0 + chunk_rows, n_u))
+        return self._iter(a, f, e, side, vdt, idt, width, chunk_rows, threshold, n_threads)
+
+    def _iter(self, a, f, e, side, vdt, idt, width, chunk_rows, threshold, n_threads):
+        # Per block: its rows' work, its output; memory stays flat in the number of users.
+        n_u = a.shape[0]
         ws = self._workspace(n_threads, width, vdt, idt) if width else None
         for s0 in range(0, n_u, chunk_rows):
             s1 = min(s0 + chunk_rows, n_u)
@@ -542,11 +577,15 @@ class Ranker:
             out_sc = np.empty((s1 - s0, width), dtype=vdt)
             out_cnt = np.zeros(s1 - s0, dtype=idt)
             if width:
-                for r0, r1 in self._blocks(work, s0, s1, n_threads):
-                    self._run_rows(a, f, e, side, vdt, idt, width, threshold, n_threads, r0, r1,
-                                   out_idx[r0 - s0:r1 - s0], out_sc[r0 - s0:r1 - s0],
-                                   out_cnt[r0 - s0:r1 - s0], ws)
-            yield s0, self._finish(out_idx, out_sc, out_cnt)
+                work = self._plan(a, f, side, vdt, s0, s1)
+                for r0, r1 in self._blocks(work, 0, s1 - s0, n_threads):
+                    self._run_rows(a, f, e, side, vdt, idt, width, threshold, n_threads, s0 + r0, s0 + r1,
+                                   out_idx[r0:r1], out_sc[r0:r1], out_cnt[r0:r1], ws)
+                del work
+            block = self._finish(out_idx, out_sc, out_cnt)
+            del out_idx, out_sc, out_cnt
+            yield s0, block
+            del block  # a block the caller dropped is freed before the next one is allocated
 
     def _one_user(self, tag_ids, tag_weights, follow_ids, follow_weights, name_ids, name_w):
         """Validate one user's sparse vectors; return sorted CSR-style arrays and the dtype."""
@@ -587,6 +626,7 @@ class Ranker:
         key = (vdt, idt)
         ws = self._ws.buffers.get(key)
         if ws is None or ws[-1].shape[1] < _buffer_cap(width):
+            check_dense_columns(self.n_merchants, "merchant_tags", width=width, value_dtype=vdt, index_dtype=idt)
             ws = _make_workspace(1, self.n_merchants, width, self._side(vdt, idt).weight, idt)
             self._ws.buffers[key] = ws
         return ws
@@ -783,6 +823,15 @@ def _weights_for(x: ArrayLike, name: str, n: int, vdt: np.dtype) -> np.ndarray:
     if not np.isfinite(out).all():
         raise ValueError(f"{name}: contains NaN or inf (or overflows {vdt})")
     return out
+
+
+def _check_merchant_count(b: CSRParts, vdt: np.dtype) -> None:
+    """Refuse, before any per-merchant array exists, a merchant count whose dense per-thread
+    accumulator (one thread) and per-merchant vectors cannot fit (see :mod:`ecomcore._sizes`)."""
+    check_dense_columns(
+        b.shape[1], "merchant_tags", value_dtype=vdt, index_dtype=b.indptr.dtype,
+        shared_per_column=RANKER_BYTES_PER_COLUMN,
+    )
 
 
 def _banned_mask(banned: ArrayLike, n: int) -> np.ndarray:

@@ -20,6 +20,7 @@ from test_interest import DAY, KINDS, T0, ref_sums
 import ecomcore as ec
 from ecomcore import cli_batch
 from ecomcore.cli import main
+from ecomcore.fairness import MAX_K
 
 # ---------------------------------------------------------------------------------------------
 # rerank_exposure
@@ -268,29 +269,24 @@ def _address_space_limit(extra_bytes):
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc to cap the address space")
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: fair_table has no upper bound on k; k=10**9 allocates O(k) (O(k**2) adjusted) memory "
-    "(MemoryError here, the OOM killer without the cap) and k=2**62 raises numpy's ValueError that does not "
-    "name k. Needs a documented maximum k in ecomcore/fairness.py (a policy choice for the owner).",
-)
+@pytest.mark.parametrize("adjusted", [False, True])
 @pytest.mark.parametrize("k", [10**9, 2**62])
-def test_fair_table_huge_k_is_refused(k):
+def test_fair_table_huge_k_is_refused(k, adjusted):
+    # k above ecomcore.fairness.MAX_K is refused before anything O(k) is allocated
     with _address_space_limit(1 << 30):
-        expect_error(ec.fair_table, k, 0.5, 0.1, adjusted=False, names=("k",), exc=ValueError)
+        err = expect_error(ec.fair_table, k, 0.5, 0.1, adjusted=adjusted, names=("k",), exc=ValueError)
+    assert str(MAX_K) in str(err)
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc to cap the address space")
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (issue 10 item 3): a merchant_tags matrix with 2**40 columns and no entries is accepted and "
-    "the Ranker then allocates dense per-merchant arrays (MemoryError; the OOM killer for sizes that fit the "
-    "address space) instead of a clear ValueError or a sparse path.",
-)
 def test_ranker_huge_column_count_is_refused():
+    # issue 10 item 3: refused with a ValueError before any dense per-merchant array exists
+    # (policy: ecomcore._sizes.check_dense_columns)
     b = sp.csr_array((np.zeros(0), np.zeros(0, np.int64), np.zeros(4, np.int64)), shape=(3, 2**40))
+    a = sp.csr_array((np.zeros(0), np.zeros(0, np.int64), np.zeros(3, np.int64)), shape=(2, 3))
     with _address_space_limit(1 << 30):
         expect_error(ec.Ranker, b, names=("merchant_tags",), exc=ValueError)
+        expect_error(ec.sparse_topk, a, b, 5, names=("merchant_tags",), exc=ValueError)
 
 
 # ---------------------------------------------------------------------------------------------
