@@ -51,8 +51,16 @@ from typing import Any, Optional
 import numpy as np
 import scipy.sparse as sp
 
-from ecomcore._validation import as_csr, check_int, check_real, resolve_threads, value_dtype_of
-from ecomcore.ranking import sparse_topk
+from ecomcore._sizes import check_dense_columns
+from ecomcore._validation import (
+    as_csr,
+    check_int,
+    check_real,
+    index_dtype_for_sizes,
+    resolve_threads,
+    value_dtype_of,
+)
+from ecomcore.ranking import _make_workspace, _scan_min
 from ecomcore.topk import TopK
 from ecomcore_ext import _swing, _topk
 
@@ -95,12 +103,71 @@ def _drop_self(s: sp.csr_array) -> sp.csr_array:
     return out
 
 
+_ADVICE = "keep fewer item columns (e.g. drop items with too few interactions) and renumber them"
+
+
 def _scratch(nt: int, n: int, idt: np.dtype, vdt: np.dtype) -> tuple:
+    per_thread = n * (8 + 4 + 2 * idt.itemsize + np.dtype(vdt).itemsize)
+    check_dense_columns(n, "user_items", what="items", threads=nt, per_thread_bytes=per_thread, advice=_ADVICE)
     return (
         np.zeros((nt, n), np.float64),
         np.zeros((nt, n), np.int32),
         np.empty((nt, n), idt),
     ), (np.empty((nt, n), vdt), np.empty((nt, n), idt))
+
+
+#: Padded output of one kernel call, in bytes: the block is written, compacted into the CSR
+#: arrays and reused, so it stays in cache and the padding is never faulted in.
+_BLOCK_BYTES = 1 << 22
+
+
+def _selfjoin(wt: sp.csr_array, w: sp.csr_array, width: int, count_self: bool, nt: int, vdt: np.dtype) -> sp.csr_array:
+    """Top-``width`` of each row of ``wt @ w`` (items x items), written in column order as CSR.
+
+    The item itself is excluded in the kernel, or (``count_self``) kept through the selection
+    and dropped while compacting.  ``wt`` is ``w.T`` with sorted indices; both are finite.
+    """
+    n = w.shape[1]
+    # the output's indptr runs up to n * width, in the kernel's index dtype
+    idt = index_dtype_for_sizes(w.nnz, n + 1, n * width)
+    check_dense_columns(
+        n, "user_items", what="items", threads=nt, width=width, value_dtype=vdt, index_dtype=idt, advice=_ADVICE
+    )
+    a = (wt.indptr.astype(idt, copy=False), wt.indices.astype(idt, copy=False), np.ascontiguousarray(wt.data, vdt))
+    b = (w.indptr.astype(idt, copy=False), w.indices.astype(idt, copy=False), np.ascontiguousarray(w.data, vdt))
+    ones = np.ones(n, vdt)
+    # Positive mode (the kernel tells reached items by a sum > 0, no marks): needs every
+    # product of two weights to be > 0, i.e. no weight <= 0 and no product underflowing to 0.
+    # Cosine weights always qualify; BM25's idf is <= 0 for users holding nearly every item.
+    lo = float(w.data.min()) if w.nnz else 1.0
+    positive = lo > 0 and lo * lo > float(np.finfo(vdt).tiny)
+    ws = _make_workspace(nt, n, width, ones, idt)
+    itemsize = np.dtype(vdt).itemsize + idt.itemsize
+    rows = max(64 * nt, _BLOCK_BYTES // (width * itemsize))
+    rows = min(rows, n)
+    buf_idx = np.empty((rows, width), idt)
+    buf_sc = np.empty((rows, width), vdt)
+    buf_cnt = np.empty(rows, idt)
+    indptr = np.zeros(n + 1, idt)
+    indices = np.empty(n * width, idt)
+    data = np.empty(n * width, vdt)
+    empty = np.zeros(0, idt)
+    pos = 0
+    for r0 in range(0, n, rows):
+        r1 = min(n, r0 + rows)
+        m = r1 - r0
+        _topk.fused_topk(
+            *a, *b, ones, empty, empty, np.zeros(0, vdt), vdt.type(0), empty, empty,
+            vdt.type(-np.inf), _scan_min(n), r0, r1, buf_idx[:m], buf_sc[:m], buf_cnt[:m],
+            *ws, nt, skip_diag=not count_self, by_index=True, positive=positive,
+        )  # fmt: skip
+        pos = _topk.compact_rows(buf_idx[:m], buf_sc[:m], buf_cnt[:m], r0, count_self, pos, indptr, indices, data)
+    # give the unused tail back (realloc shrinks in place; its pages were never touched)
+    indices.resize(pos, refcheck=False)
+    data.resize(pos, refcheck=False)
+    out = sp.csr_array((data, indices, indptr), shape=(n, n))
+    out.has_sorted_indices = True
+    return out
 
 
 def _kept_users(xt: sp.csr_array, activity: np.ndarray, cap: int) -> sp.csr_array:
@@ -187,7 +254,7 @@ def item_similarity(
     if count_self and method == "swing":
         raise ValueError("count_self: not available for method='swing' (no self-similarity is defined)")
     n_threads = resolve_threads(n_threads)
-    vdt = value_dtype_of(user_items)
+    vdt = np.dtype(value_dtype_of(user_items))
     parts = as_csr(user_items, "user_items", value_dtype=np.dtype(np.float64))
     if parts.data.size and parts.data.min() < 0:
         raise ValueError(f"user_items: values must be >= 0, found {parts.data.min()}")
@@ -196,9 +263,8 @@ def item_similarity(
     if x.nnz == 0 or n_items == 0:
         return _empty(n_items, vdt)
     width = min(top_n, n_items)
-    nt = n_threads if _topk.openmp_enabled() else 1
-    big = max(x.nnz, n_items, n_users) >= np.iinfo(np.int32).max
-    idt = np.dtype(np.int64 if big else np.int32)
+    nt = min(n_threads, n_items) if _topk.openmp_enabled() else 1
+    idt = index_dtype_for_sizes(x.nnz, n_items + 1, n_users + 1)
 
     if method != "swing":
         w = _weights(x, method, K1, B)
@@ -211,11 +277,9 @@ def item_similarity(
         wt = sp.csr_array(w.T.tocsr())
         wt.sort_indices()
         if shrink == 0 and min_support == 1:
-            if count_self:
-                top = sparse_topk(wt, w, width, n_threads=n_threads)
-                return _drop_self(top.to_csr())
-            eye = sp.identity(n_items, dtype=np.float32, format="csr")
-            return sparse_topk(wt, w, width, exclude=eye, n_threads=n_threads).to_csr()
+            return _selfjoin(wt, w, width, bool(count_self), nt, vdt)
+        if int(np.diff(wt.indptr).max()) >= np.iinfo(np.int32).max:
+            raise ValueError("user_items: an item has 2**31 or more users; support counts are int32")
         a = (wt.indptr.astype(idt), wt.indices.astype(idt), np.ascontiguousarray(wt.data, vdt))
         b = (w.indptr.astype(idt), w.indices.astype(idt), np.ascontiguousarray(w.data, vdt))
         out_idx = np.empty((n_items, width), idt)

@@ -170,8 +170,12 @@ cdef inline floating _kth_largest_heap(floating* s, Py_ssize_t n, Py_ssize_t k) 
 
 
 cdef inline floating kth_largest(floating* s, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
-    """Return the ``k``-th largest of ``n`` values (``1 <= k <= n``), reordering ``s``."""
-    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, store, mid, depth = 0, limit = 2, m = n
+    """Return the ``k``-th largest of ``n`` values (``1 <= k <= n``), reordering ``s``.
+
+    Quickselect with a three-way split (larger | equal | smaller, two branch-free passes), so
+    that runs of equal values, common among scores, end the search instead of degrading it.
+    """
+    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, store, eq_end, mid, depth = 0, limit = 2, m = n
     cdef floating ps, ts
     while m > 1:
         limit += 2
@@ -192,26 +196,119 @@ cdef inline floating kth_largest(floating* s, Py_ssize_t n, Py_ssize_t k) noexce
             return _kth_largest_heap(s + lo, hi - lo + 1, k - lo + 1)
         depth += 1
         mid = lo + (hi - lo) // 2
-        # median of three to s[hi]
-        if s[mid] > s[lo]:
-            ts = s[mid]; s[mid] = s[lo]; s[lo] = ts
-        if s[hi] > s[lo]:
-            ts = s[hi]; s[hi] = s[lo]; s[lo] = ts
-        if s[mid] > s[hi]:
-            ts = s[mid]; s[mid] = s[hi]; s[hi] = ts
-        ps = s[hi]
+        # median of three as the pivot value
+        ps = s[mid]
+        if (s[lo] > ps) == (s[hi] > ps):  # s[mid] is not between the other two
+            ps = s[hi] if (s[lo] > ps) == (s[lo] > s[hi]) else s[lo]
         store = lo
-        for i in range(lo, hi):  # branch-free Lomuto: larger values to the left
+        for i in range(lo, hi + 1):  # larger values to the left
             ts = s[i]
             s[i] = s[store]
             s[store] = ts
             store += ts > ps
-        s[hi] = s[store]
-        s[store] = ps
-        if store == k:
+        eq_end = store
+        for i in range(store, hi + 1):  # then the values equal to the pivot
+            ts = s[i]
+            s[i] = s[eq_end]
+            s[eq_end] = ts
+            eq_end += ts == ps
+        if k < store:
+            hi = store - 1
+        elif k < eq_end:
             return ps
-        elif store < k:
+        else:
+            lo = eq_end
+    return s[k]
+
+
+# Ordering by index alone (indices distinct): for rows written in column order.
+
+cdef inline void _sift_down_idx(floating* s, index_t* x, Py_ssize_t root, Py_ssize_t n) noexcept nogil:
+    # max-heap on x[0:n]
+    cdef Py_ssize_t child
+    cdef floating ts
+    cdef index_t tx
+    while 2 * root + 1 < n:
+        child = 2 * root + 1
+        if child + 1 < n and x[child + 1] > x[child]:
+            child += 1
+        if x[child] > x[root]:
+            swap_pairs(s, x, root, child)
+            root = child
+        else:
+            return
+
+
+cdef inline void _heap_sort_idx(floating* s, index_t* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(n // 2 - 1, -1, -1):
+        _sift_down_idx(s, x, i, n)
+    for i in range(n - 1, 0, -1):
+        swap_pairs(s, x, 0, i)
+        _sift_down_idx(s, x, 0, i)
+
+
+cdef inline void _insertion_sort_idx(floating* s, index_t* x, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i, j
+    cdef floating vs
+    cdef index_t vx
+    for i in range(1, n):
+        vs = s[i]
+        vx = x[i]
+        j = i
+        while j > 0 and x[j - 1] > vx:
+            s[j] = s[j - 1]
+            x[j] = x[j - 1]
+            j -= 1
+        s[j] = vs
+        x[j] = vx
+
+
+cdef inline void _quicksort_idx(floating* s, index_t* x, Py_ssize_t lo, Py_ssize_t hi,
+                                int depth) noexcept nogil:
+    cdef Py_ssize_t mid, i, store
+    cdef index_t px, tx
+    cdef floating ts
+    while hi - lo >= 16:
+        if depth <= 0:
+            _heap_sort_idx(s + lo, x + lo, hi - lo + 1)
+            return
+        depth -= 1
+        mid = lo + (hi - lo) // 2
+        # median of three parked at hi
+        if x[mid] < x[lo]:
+            swap_pairs(s, x, mid, lo)
+        if x[hi] < x[lo]:
+            swap_pairs(s, x, hi, lo)
+        if x[hi] < x[mid]:
+            swap_pairs(s, x, hi, mid)
+        swap_pairs(s, x, mid, hi)
+        px = x[hi]
+        store = lo
+        for i in range(lo, hi):  # branch-free Lomuto: smaller indices to the left
+            ts = s[i]
+            tx = x[i]
+            s[i] = s[store]
+            x[i] = x[store]
+            s[store] = ts
+            x[store] = tx
+            store += tx < px
+        swap_pairs(s, x, store, hi)
+        if store - lo < hi - store:
+            _quicksort_idx(s, x, lo, store - 1, depth)
             lo = store + 1
         else:
+            _quicksort_idx(s, x, store + 1, hi, depth)
             hi = store - 1
-    return s[k]
+    if hi > lo:
+        _insertion_sort_idx(s + lo, x + lo, hi - lo + 1)
+
+
+cdef inline void sort_by_index(floating* s, index_t* x, Py_ssize_t n) noexcept nogil:
+    """Sort ``n`` pairs by ascending index (indices distinct; introsort)."""
+    cdef int depth = 2
+    cdef Py_ssize_t m = n
+    while m > 1:
+        depth += 2
+        m >>= 1
+    _quicksort_idx(s, x, 0, n - 1, depth)

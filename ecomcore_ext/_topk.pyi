@@ -47,18 +47,25 @@ def fused_topk(
     ws_buf_s: FloatArray,
     ws_buf_i: IndexArray,
     n_threads: int,
+    skip_diag: bool = False,
+    by_index: bool = False,
+    positive: bool = False,
 ) -> None:
     """Top-k of ``(A[u] @ B + follow_weight * F[u]) * weight`` for ``row_start <= u < row_end``.
 
-    Writes rows ``u - row_start`` of ``out_idx``/``out_score``/``out_count``.  All index and
-    value arrays share one index dtype and one float dtype.  An empty ``f_indptr`` or
-    ``e_indptr`` means no follows / no exclusions.  Rows whose multiply-add count reaches
-    ``scan_min`` select by a chunked scan of every merchant; others by their touched list.
-    Workspaces (one row per thread): ``ws_acc`` all 0, ``ws_mark`` all 0, ``ws_pair`` with NaN
-    in even and the weights in odd slots, ``ws_touched`` and ``ws_val`` of ``n_merchants + 1``
-    entries, group-maximum arrays (``n_merchants // 8 + 2`` entries let every row use the
-    finest groups) and candidate buffers of a capacity
-    above the output width; they are returned in the same state.
+    Writes rows ``u - row_start`` of ``out_idx``/``out_score``/``out_count``: best first, or
+    with ``by_index`` the same entries in ascending merchant order.  All index and value arrays
+    share one index dtype, which must hold every merchant index, and one float dtype.  An
+    empty ``f_indptr`` or ``e_indptr`` means no follows / no exclusions; ``skip_diag``
+    also excludes merchant ``u`` from row ``u`` (self-joins).  ``positive`` is a fast mode
+    for weights all 1, no follows and every product ``A[u, t] * B[t, m]`` > 0 (a reached
+    merchant's sum is then > 0; ``ws_mark`` and ``ws_pair`` go unused).  Rows whose
+    multiply-add count reaches ``scan_min`` select by a chunked scan of every merchant; others
+    by their touched list.  Workspaces (one row per thread): ``ws_acc`` all 0, ``ws_mark`` all
+    0, ``ws_pair`` with NaN in even and the weights in odd slots, ``ws_touched`` and ``ws_val``
+    of ``n_merchants + 1`` entries, group-maximum arrays (``n_merchants // 8 + 2`` entries let
+    every row use the finest groups) and candidate buffers of a capacity above twice the
+    output width; they are returned in the same state.
     """
 
 def score_row(
@@ -78,3 +85,21 @@ def score_row(
     ws_touched: IndexArray,
 ) -> None:
     """One user's weighted scores at ``query``, accumulated exactly as in ``fused_topk``."""
+
+def compact_rows(
+    idx: IndexArray,
+    score: FloatArray,
+    count: IndexArray,
+    row_start: int,
+    drop_diag: bool,
+    pos: int,
+    indptr: IndexArray,
+    indices: IndexArray,
+    data: FloatArray,
+) -> int:
+    """Append the ``count[r]`` first entries of each padded row ``r`` to CSR arrays.
+
+    Row ``r`` is matrix row ``row_start + r``: its entries go to ``indices``/``data`` from
+    ``pos`` on, and ``indptr[row_start + r + 1]`` receives the end position.  ``drop_diag``
+    skips an entry whose index equals its matrix row.  Returns the new end position.
+    """

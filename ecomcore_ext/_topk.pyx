@@ -11,7 +11,7 @@ from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int32_t, int64_t
 
 from ecomcore_ext._types cimport floating, index_t
-from ecomcore_ext._select cimport kth_largest, select_best, sort_best_first
+from ecomcore_ext._select cimport kth_largest, select_best, sort_best_first, sort_by_index
 
 cdef extern from "_simd.h" nogil:
     float ec_max_f32(const float *p, Py_ssize_t n)
@@ -116,6 +116,67 @@ cdef inline Py_ssize_t _accumulate(
     return nt
 
 
+cdef inline Py_ssize_t _accumulate_positive(
+    Py_ssize_t a_lo, Py_ssize_t a_hi, const index_t* a_indices, const floating* a_data,
+    const index_t* b_indptr, const index_t* b_indices, const floating* b_data,
+    floating* acc, index_t* touched, bint sparse,
+) noexcept nogil:
+    """``_accumulate`` for the positive mode: every product ``a * b`` is > 0, no follows.
+
+    A sum is then > 0 exactly when the merchant was reached, so ``acc`` alone (all 0 on
+    entry) serves both kinds of row: no marks and no (sum, weight) pairs, half the memory
+    traffic per multiply-add.  Sparse rows append a merchant to ``touched`` when its sum was
+    still 0 (branch-free, as in ``_accumulate``) and return their number.
+    """
+    cdef Py_ssize_t p, q, q_hi, nt = 0
+    cdef index_t m
+    cdef floating a, v
+    for p in range(a_lo, a_hi):
+        a = a_data[p]
+        q_hi = b_indptr[a_indices[p] + 1]
+        q = b_indptr[a_indices[p]]
+        if sparse:
+            while q < q_hi:
+                m = b_indices[q]
+                v = acc[m]
+                touched[nt] = m
+                nt += v == 0
+                acc[m] = v + a * b_data[q]
+                q += 1
+        else:
+            while q < q_hi:
+                acc[b_indices[q]] += a * b_data[q]
+                q += 1
+    return nt
+
+
+cdef inline void _exclude(index_t m, bint sparse, bint positive, floating* acc,
+                          unsigned char* mark, floating* pair) noexcept nogil:
+    """Take merchant ``m`` out of the current row's candidates.
+
+    Dense rows: back to "not reached".  Sparse rows: the sum becomes NaN ("not reached");
+    a merchant already in the touched list keeps its place there, where its NaN is skipped
+    and reset.  (Positive mode: a reached merchant's sum becomes NaN in the same way, an
+    unreached one keeps its 0.)
+    """
+    if positive:
+        if not sparse:
+            acc[m] = 0
+        elif acc[m] != 0:
+            acc[m] = NAN
+    elif sparse:
+        pair[2 * <Py_ssize_t>m] = NAN
+    else:
+        mark[m] = 0
+        acc[m] = 0
+
+
+cdef inline bint _reached(Py_ssize_t j, bint positive, const floating* acc,
+                          const unsigned char* mark) noexcept nogil:
+    """Dense rows: whether merchant ``j`` is a candidate."""
+    return acc[j] != 0 if positive else mark[j] != 0
+
+
 cdef inline void _offer(floating v, index_t m, floating* bs, index_t* bi, Py_ssize_t* nb,
                         Py_ssize_t cap, Py_ssize_t width, floating* kv, index_t* ki,
                         bint* full) noexcept nogil:
@@ -148,6 +209,7 @@ cdef void _topk_row(
     floating* acc, unsigned char* mark, floating* pair, index_t* touched,
     floating* val, floating* gm, floating* gs, index_t* gi, Py_ssize_t gcap,
     floating* bs, index_t* bi, Py_ssize_t cap,
+    bint skip_diag, bint by_index, bint positive,
 ) noexcept nogil:
     # Selection in two passes over the row's candidates:
     # 1. sparse rows gather each touched merchant's weighted score into ``val`` (NaN when
@@ -159,7 +221,12 @@ cdef void _topk_row(
     #    introselect cuts back to the best ``width`` whenever it fills (raising the bar again).
     # The weight multiplies the finished sum, as in the formula, so exact cancellations stay
     # exactly 0.
-    cdef Py_ssize_t p, g, j, j0, j1, nt, n_items, n_groups, G, nb = 0
+    # ``skip_diag`` excludes merchant ``u`` (self-joins).  ``by_index`` writes the kept entries
+    # in ascending merchant order instead of best first: candidates are offered in the order
+    # of the touched list (sparse rows) or of the merchants (dense rows), so when that order is
+    # ascending and no compaction reordered the buffer the row needs no sort at all.
+    # ``positive`` (weights all 1, no follows, every product > 0): see _accumulate_positive.
+    cdef Py_ssize_t p, g, j, j0, j1, nt, n_items, n_groups, G, nb = 0, n_desc = 0
     cdef floating buf[GROUP_LONG]
     cdef Py_ssize_t f_lo = 0, f_hi = 0
     cdef Py_ssize_t work = 0
@@ -175,27 +242,41 @@ cdef void _topk_row(
         work += f_hi - f_lo
     sparse = work < scan_min
 
-    nt = _accumulate(a_indptr[u], a_indptr[u + 1], a_indices, a_data,
-                     b_indptr, b_indices, b_data, weight,
-                     f_lo, f_hi, f_indices, f_data, follow_weight,
-                     acc, mark, pair, touched, sparse)
+    if positive:
+        nt = _accumulate_positive(a_indptr[u], a_indptr[u + 1], a_indices, a_data,
+                                  b_indptr, b_indices, b_data, acc, touched, sparse)
+    else:
+        nt = _accumulate(a_indptr[u], a_indptr[u + 1], a_indices, a_data,
+                         b_indptr, b_indices, b_data, weight,
+                         f_lo, f_hi, f_indices, f_data, follow_weight,
+                         acc, mark, pair, touched, sparse)
     if has_e:
-        # An excluded merchant goes back to "not reached" (sparse rows: it may stay in the
-        # touched list, where its NaN is skipped and reset).
         for p in range(e_indptr[u], e_indptr[u + 1]):
-            if sparse:
-                pair[2 * <Py_ssize_t>e_indices[p]] = NAN
-            else:
-                mark[e_indices[p]] = 0
-                acc[e_indices[p]] = 0
+            _exclude(e_indices[p], sparse, positive, acc, mark, pair)
+    if skip_diag and u < n_cols:
+        _exclude(<index_t>u, sparse, positive, acc, mark, pair)
 
     # pass 1: group maxima
     if sparse:
         n_items = nt
-        for j in range(nt):
-            m = touched[j]
-            val[j] = pair[2 * <Py_ssize_t>m] * pair[2 * <Py_ssize_t>m + 1]
-            pair[2 * <Py_ssize_t>m] = NAN
+        if by_index and nt <= cap:
+            nb = _small_row(nt, touched, pair, val, acc, threshold, width, bs, bi,
+                            positive)
+            _write_row(bs, bi, nb, width, out_idx, out_score, out_count)
+            return
+        if positive:
+            for j in range(nt):
+                m = touched[j]
+                val[j] = acc[m]
+                acc[m] = 0
+        else:
+            for j in range(nt):
+                m = touched[j]
+                val[j] = pair[2 * <Py_ssize_t>m] * pair[2 * <Py_ssize_t>m + 1]
+                pair[2 * <Py_ssize_t>m] = NAN
+        if by_index:
+            for j in range(1, nt):
+                n_desc += touched[j] < touched[j - 1]
     else:
         n_items = n_cols
     # about 8 * width groups or more: the bar then sits close to the true k-th best
@@ -223,6 +304,13 @@ cdef void _topk_row(
             # maximum, so only a positive bar is known to come from real candidates
             bar = -INFINITY
 
+    if by_index and sparse and n_desc == 0:
+        # candidates in ascending order: keep it, no sort needed
+        nb = _stable_pass(sparse, n_items, n_groups, G, gm, val, touched,
+                          acc, mark, weight, threshold, bar, width, False, bs, bi, positive)
+        _write_row(bs, bi, nb, width, out_idx, out_score, out_count)
+        return
+
     # pass 2: offer what can still enter the top-k
     for g in range(n_groups):
         v = gm[g]
@@ -239,18 +327,35 @@ cdef void _topk_row(
             else:
                 v = acc[j] * weight[j]
                 m = <index_t>j
-                if not mark[j]:
+                if not _reached(j, positive, acc, mark):
                     continue
             if v > threshold and v >= bar and (not full or v > kv or (v == kv and m < ki)):
                 _offer(v, m, bs, bi, &nb, cap, width, &kv, &ki, &full)
     if not sparse:
         memset(acc, 0, n_cols * sizeof(floating))
-        memset(mark, 0, n_cols)
+        if not positive:
+            memset(mark, 0, n_cols)
 
-    if nb > width:
-        select_best(bs, bi, nb, width)
-        nb = width
-    sort_best_first(bs, bi, nb)
+    if by_index:
+        # offers came in candidate order; compactions (``full``) and the final cut reorder
+        if nb > width:
+            select_best(bs, bi, nb, width)
+            nb = width
+            full = True
+        if full or n_desc:
+            sort_by_index(bs, bi, nb)
+    else:
+        if nb > width:
+            select_best(bs, bi, nb, width)
+            nb = width
+        sort_best_first(bs, bi, nb)
+    _write_row(bs, bi, nb, width, out_idx, out_score, out_count)
+
+
+cdef inline void _write_row(const floating* bs, const index_t* bi, Py_ssize_t nb,
+                            Py_ssize_t width, index_t* out_idx, floating* out_score,
+                            index_t* out_count) noexcept nogil:
+    cdef Py_ssize_t j
     for j in range(nb):
         out_idx[j] = bi[j]
         out_score[j] = bs[j]
@@ -258,6 +363,149 @@ cdef void _topk_row(
         out_idx[j] = -1
         out_score[j] = -INFINITY
     out_count[0] = <index_t>nb
+
+
+cdef Py_ssize_t _small_row(
+    Py_ssize_t nt, index_t* touched, floating* pair, floating* val,
+    floating* acc, floating threshold, Py_ssize_t width, floating* bs, index_t* bi,
+    bint positive,
+) noexcept nogil:
+    """Select a sparse row of at most ``cap`` candidates in column order, without groups.
+
+    The gather (which resets the workspace) compacts the candidates above the threshold
+    straight into ``bs``/``bi`` in touched order; beyond ``width`` of them, a value-only
+    selection on a copy (in ``acc``, reset after) finds the width-th best score ``kv`` and a
+    stable cut keeps the scores above it and the first ties met.  When the touched order is
+    not ascending and more candidates tie at ``kv`` than places are left, the cut uses the
+    width-th best (score, index) pair instead, found on a copy in ``val``/``touched``.
+    Returns the number kept, in ascending merchant order.
+    """
+    cdef Py_ssize_t j, c = 0, nb = 0, gt = 0, eq = 0, t, taken = 0, n_desc = 0
+    cdef index_t m, prev = -1, ki
+    cdef floating v, kv
+    cdef bint tie
+    for j in range(nt):
+        m = touched[j]
+        if positive:
+            v = acc[m]
+            acc[m] = 0
+        else:
+            v = pair[2 * <Py_ssize_t>m] * pair[2 * <Py_ssize_t>m + 1]
+            pair[2 * <Py_ssize_t>m] = NAN
+        n_desc += m < prev
+        prev = m
+        bs[c] = v
+        bi[c] = m
+        c += v > threshold
+    if c > width:
+        memcpy(acc, bs, c * sizeof(floating))
+        kv = kth_largest(acc, c, width)
+        for j in range(c):
+            gt += acc[j] > kv
+            eq += acc[j] == kv
+        memset(acc, 0, c * sizeof(floating))
+        t = width - gt
+        if n_desc and eq > t:
+            memcpy(val, bs, c * sizeof(floating))
+            memcpy(touched, bi, c * sizeof(index_t))
+            select_best(val, touched, c, width)
+            kv = val[width - 1]
+            ki = touched[width - 1]
+            for j in range(c):
+                v = bs[j]
+                m = bi[j]
+                bs[nb] = v
+                bi[nb] = m
+                nb += (v > kv) | ((v == kv) & (m <= ki))
+        else:
+            for j in range(c):
+                v = bs[j]
+                tie = (v == kv) & (taken < t)
+                taken += tie
+                bs[nb] = v
+                bi[nb] = bi[j]
+                nb += (v > kv) | tie
+        c = nb
+    if n_desc:
+        sort_by_index(bs, bi, c)
+    return c
+
+
+cdef Py_ssize_t _stable_pass(
+    bint sparse, Py_ssize_t n_items, Py_ssize_t n_groups, Py_ssize_t G, const floating* gm,
+    const floating* val, const index_t* touched, floating* acc, const unsigned char* mark,
+    const floating* weight, floating threshold, floating bar, Py_ssize_t width,
+    bint unordered, floating* bs, index_t* bi, bint positive,
+) noexcept nogil:
+    """Pass 2 for rows written in column order: keep the best ``width`` in candidate order.
+
+    1. The scores of the groups and values that reach the bar are copied to a scratch
+       (``acc`` for sparse rows, all 0 there and reset here; ``val`` for dense rows, unused
+       there), where a value-only selection finds the width-th best score ``kv``.
+    2. A second scan keeps every score above ``kv`` and, of the scores equal to it, the first
+       ones met, as many as there are places left.  Candidate order is ascending merchant
+       order unless ``unordered``; then, when more scores tie at ``kv`` than places are left,
+       the first ones met need not be the lowest merchants, and -1 is returned so that the
+       caller selects with explicit tie order instead.
+    Otherwise ``bs``/``bi`` (capacity > ``width``) receive the kept entries in candidate order
+    and their number is returned.  Branch-free stores: which candidates reach the bar and which
+    are kept is data-dependent and would mispredict.
+    """
+    cdef floating* S = acc if sparse else <floating*>val
+    cdef Py_ssize_t g, j, j0, j1, c = 0, nb = 0, gt = 0, eq = 0, t = 0, taken = 0
+    cdef floating v, kv = -INFINITY
+    cdef bint ok, tie
+    cdef index_t m
+    for g in range(n_groups):
+        v = gm[g]
+        if not (v > threshold and v >= bar):
+            continue
+        j0 = g * G
+        j1 = j0 + G
+        if j1 > n_items:
+            j1 = n_items
+        for j in range(j0, j1):
+            if sparse:
+                v = val[j]
+                ok = (v > threshold) & (v >= bar)
+            else:
+                v = acc[j] * weight[j]
+                ok = _reached(j, positive, acc, mark) & (v > threshold) & (v >= bar)
+            S[c] = v
+            c += ok
+    if c > width:
+        kv = kth_largest(S, c, width)
+        for j in range(c):
+            gt += S[j] > kv
+            eq += S[j] == kv
+        t = width - gt
+    if sparse:
+        memset(acc, 0, n_items * sizeof(floating))
+    if c > width and unordered and eq > t:
+        return -1
+    for g in range(n_groups):
+        v = gm[g]
+        if not (v > threshold and v >= bar):
+            continue
+        j0 = g * G
+        j1 = j0 + G
+        if j1 > n_items:
+            j1 = n_items
+        for j in range(j0, j1):
+            if sparse:
+                v = val[j]
+                m = touched[j]
+                ok = (v > threshold) & (v >= bar)
+            else:
+                v = acc[j] * weight[j]
+                m = <index_t>j
+                ok = _reached(j, positive, acc, mark) & (v > threshold) & (v >= bar)
+            tie = ok & (v == kv) & (taken < t)
+            taken += tie
+            bs[nb] = v
+            bi[nb] = m
+            nb += (ok & (v > kv)) | tie
+    return nb
 
 
 def fused_topk(
@@ -274,7 +522,7 @@ def fused_topk(
     index_t[:, ::1] ws_touched, floating[:, ::1] ws_val, floating[:, ::1] ws_gm,
     floating[:, ::1] ws_gs, index_t[:, ::1] ws_gi,
     floating[:, ::1] ws_buf_s, index_t[:, ::1] ws_buf_i,
-    int n_threads,
+    int n_threads, bint skip_diag=False, bint by_index=False, bint positive=False,
 ):
     """Top-k merchants for users ``row_start <= u < row_end`` (see ``_topk.pyi``)."""
     cdef Py_ssize_t n_cols = weight.shape[0]
@@ -314,7 +562,8 @@ def fused_topk(
                   &out_idx[r, 0], &out_score[r, 0], &out_count[r],
                   &ws_acc[t, 0], &ws_mark[t, 0], &ws_pair[t, 0], &ws_touched[t, 0],
                   &ws_val[t, 0], &ws_gm[t, 0], &ws_gs[t, 0], &ws_gi[t, 0], ws_gm.shape[1],
-                  &ws_buf_s[t, 0], &ws_buf_i[t, 0], ws_buf_s.shape[1])
+                  &ws_buf_s[t, 0], &ws_buf_i[t, 0], ws_buf_s.shape[1],
+                  skip_diag, by_index, positive)
 
 
 def score_row(
@@ -349,3 +598,23 @@ def score_row(
             out_score[j] = v * ws_pair[2 * <Py_ssize_t>query[j] + 1] if v == v else 0
         for j in range(nt):
             ws_pair[2 * <Py_ssize_t>ws_touched[j]] = NAN
+
+
+def compact_rows(
+    const index_t[:, ::1] idx, const floating[:, ::1] score, const index_t[::1] count,
+    Py_ssize_t row_start, bint drop_diag, Py_ssize_t pos,
+    index_t[::1] indptr, index_t[::1] indices, floating[::1] data,
+):
+    """Append rows of a padded top-k block to CSR arrays (see ``_topk.pyi``)."""
+    cdef Py_ssize_t r, j, u, n = idx.shape[0]
+    cdef index_t m
+    with nogil:
+        for r in range(n):
+            u = row_start + r
+            for j in range(count[r]):
+                m = idx[r, j]
+                indices[pos] = m
+                data[pos] = score[r, j]
+                pos += 1 - (drop_diag and m == u)
+            indptr[u + 1] = <index_t>pos
+    return pos
