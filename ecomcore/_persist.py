@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import tokenize
 import zipfile
 from typing import Any, Mapping
 
@@ -118,6 +119,10 @@ def load_npz(path: str | os.PathLike[str], kind: str, version: int) -> tuple[dic
                 raise ValueError(f"{path}: not an ecomcore {kind} file (no header)")
             header = json.loads(bytes(z[_META]).decode("utf-8"))
             arrays = {name: z[name] for name in z.files if name != _META}
+            # NpzFile hands back the raw bytes of a member that does not start with the .npy magic
+            for name, a in arrays.items():
+                if not isinstance(a, np.ndarray):
+                    raise ValueError(f"{path}: corrupt or unreadable file (member {name!r} is not a .npy array)")
     except ValueError as e:
         if str(e).startswith(path):
             raise
@@ -131,6 +136,9 @@ def load_npz(path: str | os.PathLike[str], kind: str, version: int) -> tuple[dic
         json.JSONDecodeError,
         NotImplementedError,
         RuntimeError,  # zipfile: a damaged header asks for an unknown version / a password
+        tokenize.TokenError,  # numpy's fallback parser of a damaged .npy header
+        MemoryError,  # a .npy header declaring an array far larger than the file
+        OverflowError,  # ... or a shape beyond any C integer
     ) as e:
         raise ValueError(f"{path}: corrupt or unreadable file ({type(e).__name__}: {e})") from None
     if not isinstance(header, dict) or header.get("kind") != kind:

@@ -573,14 +573,19 @@ class TrustState:
         if acc.shape != (n_m, n_i, 4):
             raise ValueError(f"array 'acc' has shape {acc.shape}, expected {(n_m, n_i, 4)}")
         acc = acc.reshape(n_m * n_i, 4)
-        if not np.isfinite(acc).all() or (acc < 0).any() or (acc[:, 3] != np.floor(acc[:, 3])).any():
-            raise ValueError("array 'acc' holds negative, non-finite or fractional counts")
+        counts = acc[:, 3]  # exact integers; above 2**53 they would overflow int64 in the kernels' casts
+        bad_counts = (counts != np.floor(counts)).any() or (counts > 2.0**53).any()
+        if not np.isfinite(acc).all() or (acc < 0).any() or bad_counts:
+            raise ValueError("array 'acc' holds negative, non-finite, fractional or huge counts")
         veto = arr("veto_time", "f", 1)
         if veto.shape != (n_m,) or np.isnan(veto).any() or (veto == np.inf).any():
             raise ValueError("array 'veto_time' is malformed")
         t_ref = check_real(meta["t_ref"], "t_ref")
         last = meta["last_time"]
         last = -math.inf if last is None else check_real(last, "last_time")
+        # folds and merges keep t_ref at or before the last event (a later t_ref overflows stats)
+        if not abs(t_ref) <= TIME_LIMIT or not (last == -math.inf or t_ref <= last <= TIME_LIMIT):
+            raise ValueError(f"t_ref {t_ref!r} / last_time {last!r} out of range or out of order")
         cell = arr("dedupe_cell", "i", 1).astype(np.int64)
         buyer = arr("dedupe_buyer", "i", 1).astype(np.int64)
         t = arr("dedupe_time", "f", 1).astype(np.float64)
