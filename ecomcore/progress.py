@@ -18,6 +18,7 @@ takes, and a context manager::
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from typing import IO, Any, Optional
@@ -107,7 +108,7 @@ class Progress:
         self.unit = unit
         self.done = 0
         self._t0 = time.perf_counter()
-        self._last_draw = -1.0
+        self._last_draw = -math.inf  # the first update always draws (perf_counter may be < 1 h)
         self._drawn = 0  # characters of the built-in line on screen
         self._closed = False
         self._bar: Any = None

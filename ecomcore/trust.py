@@ -114,6 +114,56 @@ def _check_half_life(value: Any, name: str) -> float:
     return v
 
 
+# Slack of the load-time bounds between the sums: a relative factor far beyond accumulated
+# rounding, and an absolute term beyond MAX_MAGNITUDE times the smallest subnormal (a rescaling
+# may flush n to 0 while n * value, up to MAX_MAGNITUDE times larger, keeps a residue).
+_SUM_FACTOR = 8.0
+_SUM_FLOOR = 1e-200
+# relative slack of the per-kind mean check (the scoring's own tolerance)
+_MEAN_TOL = 1e-9
+
+
+def _cell_name(cell: int, names: Sequence[str], n_ind: int) -> str:
+    return f"merchant {cell // n_ind}, indicator {names[cell % n_ind]!r}"
+
+
+def _check_sums(acc: np.ndarray, names: Sequence[str], n_ind: int) -> None:
+    """Check the invariants every fold, rescale and merge keeps between one cell's sums.
+
+    ``acc`` is ``(n_cells, 4)`` (n, s, s2, count), already finite, >= 0 and with integral
+    counts.  Every event adds to all four fields at once (count += 1, the others >= 0), so
+    a cell without events holds exact zeros; every value is at most ``MAX_MAGNITUDE``, so
+    ``s <= MAX_MAGNITUDE * n`` and ``s2 <= MAX_MAGNITUDE * s`` up to rounding.
+    """
+    if acc.shape[0] == 0:
+        return
+    n, sm, s2, count = acc[:, 0], acc[:, 1], acc[:, 2], acc[:, 3]
+    no_events = count == 0
+    if no_events.any():
+        bad = no_events & ((n != 0) | (sm != 0) | (s2 != 0))
+        if bad.any():
+            c = int(np.argmax(bad))
+            raise ValueError(
+                f"array 'acc': {_cell_name(c, names, n_ind)} has n = {float(n[c])!r}, s = {float(sm[c])!r}, "
+                f"s2 = {float(s2[c])!r} but no counted event (folds leave such a cell all zero)"
+            )
+    with np.errstate(over="ignore"):
+        bad_s = sm > _SUM_FACTOR * MAX_MAGNITUDE * n + _SUM_FLOOR
+        bad_s2 = s2 > _SUM_FACTOR * MAX_MAGNITUDE * sm + _SUM_FLOOR
+    if bad_s.any():
+        c = int(np.argmax(bad_s))
+        raise ValueError(
+            f"array 'acc': {_cell_name(c, names, n_ind)} has the sum s = {float(sm[c])!r} out of range for its "
+            f"decayed count n = {float(n[c])!r} (values are at most {MAX_MAGNITUDE:g})"
+        )
+    if bad_s2.any():
+        c = int(np.argmax(bad_s2))
+        raise ValueError(
+            f"array 'acc': {_cell_name(c, names, n_ind)} has the sum of squares s2 = {float(s2[c])!r} out of "
+            f"range for its sum s = {float(sm[c])!r} (values are at most {MAX_MAGNITUDE:g})"
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # TrustState
 
@@ -170,6 +220,9 @@ class TrustState:
         self._last_time = -math.inf
         self._table = _empty_table(0)
         self._used = 0
+        # the file a loaded state came from, until a model has checked its sums against the
+        # indicators' value ranges (TrustModel._check_state); None when built by folds/merges
+        self._unverified: Optional[str] = None
         self._lock = threading.RLock()
 
     # -- properties ---------------------------------------------------------------------------
@@ -306,6 +359,7 @@ class TrustState:
             out._last_time = self._last_time
             out._table = self._table.copy()
             out._used = self._used
+            out._unverified = self._unverified
             return out
 
     def resize(self, n_merchants: int) -> None:
@@ -396,6 +450,7 @@ class TrustState:
                 out._table = _empty_table(_capacity_for(self._used + other._used))
                 out._used = _trust.table_rehash(big._table, out._table, self._dd_sec)
                 out._insert_entries(small._entries())
+            out._unverified = self._unverified or other._unverified
             return out
 
     # -- dedupe table ---------------------------------------------------------------------------
@@ -541,9 +596,11 @@ class TrustState:
         arrays, meta = load_npz(path, _FORMAT, _VERSION)
         where = os.fspath(path)
         try:
-            return cls._from_arrays(arrays, meta)
+            state = cls._from_arrays(arrays, meta)
         except (ValueError, TypeError, KeyError) as e:
             raise ValueError(f"{where}: corrupt TrustState file ({e})") from None
+        state._unverified = where
+        return state
 
     @classmethod
     def _from_arrays(cls, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> TrustState:
@@ -577,6 +634,7 @@ class TrustState:
         bad_counts = (counts != np.floor(counts)).any() or (counts > 2.0**53).any()
         if not np.isfinite(acc).all() or (acc < 0).any() or bad_counts:
             raise ValueError("array 'acc' holds negative, non-finite, fractional or huge counts")
+        _check_sums(acc, names, n_i)
         veto = arr("veto_time", "f", 1)
         if veto.shape != (n_m,) or np.isnan(veto).any() or (veto == np.inf).any():
             raise ValueError("array 'veto_time' is malformed")
@@ -946,7 +1004,48 @@ class TrustModel:
             raise ValueError(
                 f"{what}: the state's dedupe_days ({state.dedupe_days}) differs from the model's ({self.dedupe_days})"
             )
+        if state._unverified is not None:
+            with state._lock:
+                if state._unverified is not None:
+                    self._check_means(state, what)
+                    state._unverified = None
         return state
+
+    def _check_means(self, state: TrustState, what: str) -> None:
+        """Check a loaded state's sums and kept events against the indicators' value ranges.
+
+        Runs once per loaded state (the first time a model meets it).
+        Every folded value of indicator i lies in ``[_lo[i], _hi[i]]``, so its cells keep
+        ``_lo[i] * n <= s <= _hi[i] * n`` up to rounding (rate: ``s <= n``; rating: ``n <= s <= 5 n``).
+        """
+        n_i = state._n_ind
+        if state._used:
+            cell, _, _, v = state._entries()
+            ind = cell % n_i
+            bad_v = (v < self._lo[ind]) | (v > self._hi[ind])
+            if bad_v.any():
+                k = int(np.argmax(bad_v))
+                i = int(ind[k])
+                raise ValueError(
+                    f"{what}: a deduplicated event of merchant {int(cell[k]) // n_i}, indicator {self._names[i]!r} "
+                    f"holds the value {float(v[k])!r}, outside the indicator's value range "
+                    f"[{float(self._lo[i]):g}, {float(self._hi[i]):g}] (file {state._unverified} is corrupt or edited)"
+                )
+        acc = state._acc
+        if acc.shape[0] == 0:
+            return
+        n, sm = acc[:, 0].reshape(-1, n_i), acc[:, 1].reshape(-1, n_i)
+        lo = self._lo * (1.0 - _MEAN_TOL)
+        hi = self._hi * (1.0 + _MEAN_TOL)
+        with np.errstate(over="ignore"):
+            bad = (sm < lo * n - _SUM_FLOOR) | (sm > hi * n + _SUM_FLOOR)
+        if bad.any():
+            m, i = (int(x) for x in np.unravel_index(int(np.argmax(bad)), bad.shape))
+            raise ValueError(
+                f"{what}: the sums stored for merchant {m}, indicator {self._names[i]!r} give the mean "
+                f"s / n = {float(sm[m, i])!r} / {float(n[m, i])!r}, outside the indicator's value range "
+                f"[{float(self._lo[i]):g}, {float(self._hi[i]):g}] (file {state._unverified} is corrupt or edited)"
+            )
 
     # -- folding ------------------------------------------------------------------------------
 

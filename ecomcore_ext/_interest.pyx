@@ -213,8 +213,9 @@ def fold_events(
                 p0 = indptr[item[i]]
                 row_lo[i - b0] = p0
                 row_hi[i - b0] = indptr[item[i] + 1]
-                EC_PREFETCH_R(&indices[p0])
-                EC_PREFETCH_R(&tag_value[p0])
+                if row_hi[i - b0] > p0:  # an empty last row has p0 == nnz: no element to touch
+                    EC_PREFETCH_R(&indices[p0])
+                    EC_PREFETCH_R(&tag_value[p0])
             # pass 3: expand into staged insertions
             for i in range(b0, b1):
                 c = factor[i - b0]

@@ -15,6 +15,7 @@ Per-indicator parameters (arrays of length n_indicators) encode the kinds:
 * ``off``/``scale``: the shrunk mean y maps to ``(y - off) * scale`` in [0, 1] (rate 0/1,
   rating 1/0.25), then ``flip + sign * e`` orients it (higher is better: 0/+1, lower: 1/-1).
 """
+cimport cython
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY, NAN, isfinite, sqrt
 from libc.stdint cimport int8_t, int64_t, uint64_t
@@ -591,9 +592,12 @@ def magnitude_percentiles(
         n_threads = 1
     with nogil:
         for j in prange(n_mag, num_threads=n_threads, schedule="dynamic"):
-            if _percentiles_one(&ymag[j, 0], n_m, &cat[0], n_cat, lower[j] != 0, &prior_mean[0, mag_ind[j]], ns,
-                                &out[j, 0], &norm[0, mag_ind[j]], nos) != 0:
-                n_fail += 1
+            # with no merchants (n_m == 0) or no categories these are one-past-the-end addresses
+            # of empty rows; _percentiles_one then reads and writes nothing through them
+            with cython.boundscheck(False):
+                if _percentiles_one(&ymag[j, 0], n_m, &cat[0], n_cat, lower[j] != 0, &prior_mean[0, mag_ind[j]],
+                                    ns, &out[j, 0], &norm[0, mag_ind[j]], nos) != 0:
+                    n_fail += 1
     return -1 if n_fail else 0
 
 

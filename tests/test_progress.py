@@ -72,8 +72,13 @@ def test_bytes_and_new_total(no_tqdm, no_throttle):
     bar.close()
 
 
-def test_throttled(no_tqdm, monkeypatch):
+@pytest.mark.parametrize("clock_start", [0.0, 5.0, 1e6])
+def test_throttled(no_tqdm, monkeypatch, clock_start):
+    # perf_counter's origin is arbitrary (often the boot time): the first update must draw
+    # even when the clock reads less than the redraw interval
     monkeypatch.setattr(progress, "_MIN_INTERVAL", 3600.0)
+    clock = iter(clock_start + 0.001 * k for k in range(1000))
+    monkeypatch.setattr(progress, "time", types.SimpleNamespace(perf_counter=lambda: next(clock)))
     s = FakeTTY()
     bar = progress_bar("r", 10, stream=s)
     for i in range(1, 10):

@@ -181,3 +181,100 @@ def test_trust_state_with_a_huge_event_count(tmp_path):
             assert ec.TrustState.load(path).stats(meta["last_time"]).events[0, 0] == 2**53
         else:
             expect_error(ec.TrustState.load, path, exc=ValueError, names=(path,))
+
+
+def _edited_trust_file(tmp_path, name, edit):
+    """Save the good TrustState file again with ``edit(acc)`` applied to a copy of its sums."""
+    from ecomcore._persist import load_npz, save_npz
+    from ecomcore.trust import _FORMAT, _VERSION
+
+    good = os.path.join(tmp_path, "good.npz")
+    _trust_file(good)
+    arrays, meta = load_npz(good, _FORMAT, _VERSION)
+    acc = np.array(arrays["acc"], copy=True)  # (merchant, indicator, [n, s, s2, count])
+    edit(acc)
+    path = os.path.join(tmp_path, f"{name}.npz")
+    save_npz(path, _FORMAT, _VERSION, dict(arrays, acc=acc), meta)
+    return path, meta
+
+
+@pytest.mark.parametrize(
+    "name, edit, field",
+    [
+        ("n_without_events", lambda a: a[1, 0].__setitem__(slice(None), [0.5, 0.0, 0.0, 0.0]), "n = 0.5"),
+        ("s_without_events", lambda a: a[1, 0].__setitem__(1, 1.0), "s = 1.0"),
+        ("s2_without_events", lambda a: a[1, 0].__setitem__(2, 3.0), "s2 = 3.0"),
+        ("s_without_weight", lambda a: a[0, 0].__setitem__(slice(0, 2), [0.0, 1.0]), "s = 1.0"),
+        ("s_beyond_any_value", lambda a: a[0, 0].__setitem__(1, 1e120), "s = 1e+120"),
+        ("s2_beyond_any_value", lambda a: a[0, 0].__setitem__(slice(1, 3), [1e-10, 1e100]), "s2 = 1e+100"),
+    ],
+)
+def test_trust_state_with_inconsistent_sums(tmp_path, name, edit, field):
+    """A TrustState file whose sums contradict each other (decayed weight n > 0 with no counted
+    event, a sum s != 0 with n == 0, s beyond MAX_MAGNITUDE * n) loaded, and ``score`` then
+    refused "stats: s must be 0 where n is 0" (the CLI blamed the events file).  Every fold and
+    merge adds to n, s, s2 and the count together, with values <= MAX_MAGNITUDE: the loader now
+    checks those invariants and names the file and the field."""
+    path, meta = _edited_trust_file(tmp_path, name, edit)
+    err = expect_error(ec.TrustState.load, path, exc=ValueError, names=(path,))
+    assert "'acc'" in str(err) and field in str(err) and "merchant" in str(err), err
+
+
+def test_trust_state_keeps_legitimate_sums(tmp_path):
+    """The load-time checks leave real states alone: a state folded over a long span (sums rescaled
+    towards underflow, a cell whose old evidence decayed to exactly 0 while it still counts events,
+    values up to MAX_MAGNITUDE), merged with another, saved and loaded, reads as before and passes
+    the model's check of the means."""
+    inds = ec.default_indicators()
+    names = [i.name for i in inds]
+    kinds = {i.name: i.kind for i in inds}
+    model = ec.TrustModel(inds, n_merchants=3)
+    value = {"rate": 1.0, "rating": 5.0, "magnitude": 1e100}
+    t0, year = 1.7e9, 365.25 * 86400.0
+    st = model.fold({"merchant": [0] * len(names), "indicator": names,
+                     "value": [value[kinds[n]] for n in names], "time": [t0] * len(names)})
+    # ~1200 half-lives later (several rebases): the old sums underflow, counts stay
+    for k in range(1, 13):
+        st = model.fold({"merchant": [1], "indicator": [names[0]], "value": [0.0], "time": [t0 + 25 * k * year]},
+                        st)
+    other = model.fold({"merchant": [2], "indicator": [names[0]], "value": [1.0], "time": [t0 + 300 * year]})
+    merged = st.merge(other)
+    path = os.path.join(tmp_path, "long.npz")
+    merged.save(path)
+    back = ec.TrustState.load(path)
+    now = t0 + 301 * year
+    a, b = back.stats(now), merged.stats(now)
+    for field in ("n", "s", "s2", "events"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+    assert (a.events[0] == 1).all() and (a.n[0] == 0).all()  # decayed to nothing, still counted
+    model.fold({"merchant": [1], "indicator": [names[0]], "value": [1.0], "time": [now]}, into=back)
+    assert back._unverified is None  # the model's check of the means passed
+
+
+@pytest.mark.parametrize("kind, mean", [("rating", 7.0), ("rating", 0.5), ("rate", 1.5)])
+def test_trust_state_with_a_mean_outside_the_value_range(tmp_path, kind, mean):
+    """A TrustState file holding a rating mean of 7 (or a rate of 1.5) passed the loader (which does
+    not know the indicators' kinds) and ``score`` refused "stats.s: ... outside [n, 5 n]"; the CLI
+    blamed the events file.  The model now checks a loaded state's means once, the first time it
+    meets the state (fold, score, the CLI's configuration check), naming the state and the file."""
+    inds = ec.default_indicators()
+    i = next(k for k, ind in enumerate(inds) if ind.kind == kind)
+
+    def edit(acc):
+        acc[1, i] = [2.0, 2.0 * mean, 2.0 * mean * mean, 2.0]
+
+    path, meta = _edited_trust_file(tmp_path, f"{kind}-{mean}", edit)
+    st = ec.TrustState.load(path)  # kind-agnostic invariants hold
+    model = ec.TrustModel(inds, n_merchants=3)
+    err = expect_error(model.score, st, meta["last_time"], exc=ValueError, names=("state",))
+    assert path in str(err) and inds[i].name in str(err) and "merchant 1" in str(err), err
+    assert "stats" not in str(err)
+    ev = {"merchant": [0], "indicator": [inds[0].name], "value": [1.0], "time": [meta["last_time"]]}
+    expect_error(model.fold, ev, st, exc=ValueError, names=("state",))
+    expect_error(model.fold, ev, into=st.copy(), exc=ValueError, names=("into",))
+    expect_error(model.score, st.merge(model.new_state()), meta["last_time"], exc=ValueError, names=("state",))
+    # the intact file: checked once, then folds and scores as usual
+    good = ec.TrustState.load(os.path.join(tmp_path, "good.npz"))
+    model.fold(ev, into=good)
+    assert good._unverified is None
+    assert np.isfinite(model.score(good, meta["last_time"]).index).all()
