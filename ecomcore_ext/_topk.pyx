@@ -376,11 +376,12 @@ cdef Py_ssize_t _small_row(
     straight into ``bs``/``bi`` in touched order; beyond ``width`` of them, a value-only
     selection on a copy (in ``acc``, reset after) finds the width-th best score ``kv`` and a
     stable cut keeps the scores above it and the first ties met.  When the touched order is
-    not ascending and more candidates tie at ``kv`` than places are left, the cut uses the
-    width-th best (score, index) pair instead, found on a copy in ``val``/``touched``.
+    not ascending and more candidates tie at ``kv`` than places are left, the tied merchants
+    are sorted (in ``touched``, with ``val`` as the sort's companion scratch) and the cut keeps
+    the ties up to the t-th lowest of them.
     Returns the number kept, in ascending merchant order.
     """
-    cdef Py_ssize_t j, c = 0, nb = 0, gt = 0, eq = 0, t, taken = 0, n_desc = 0
+    cdef Py_ssize_t j, g, c = 0, nb = 0, gt = 0, eq = 0, t, taken = 0, n_desc = 0
     cdef index_t m, prev = -1, ki
     cdef floating v, kv
     cdef bint tie
@@ -406,11 +407,14 @@ cdef Py_ssize_t _small_row(
         memset(acc, 0, c * sizeof(floating))
         t = width - gt
         if n_desc and eq > t:
-            memcpy(val, bs, c * sizeof(floating))
-            memcpy(touched, bi, c * sizeof(index_t))
-            select_best(val, touched, c, width)
-            kv = val[width - 1]
-            ki = touched[width - 1]
+            # the t lowest merchants among the ties: gather them (``touched`` and ``val`` are
+            # free and hold n_cols + 1 >= c entries) and sort them by index
+            g = 0
+            for j in range(c):
+                touched[g] = bi[j]
+                g += bs[j] == kv
+            sort_by_index(val, touched, g)
+            ki = touched[t - 1]
             for j in range(c):
                 v = bs[j]
                 m = bi[j]
