@@ -234,6 +234,14 @@ cdef void _topk_row(
     cdef index_t m, ki = 0
     cdef floating v, kv = 0, bar = -INFINITY
 
+    if positive and by_index and not has_e and a_indptr[u + 1] - a_indptr[u] == 1:
+        # one stored entry: the candidates are one row of B, already distinct and ascending
+        p = a_indptr[u]
+        nb = _single_entry_row(u, skip_diag, a_data[p], b_indices, b_data,
+                               b_indptr[a_indices[p]], b_indptr[a_indices[p] + 1],
+                               threshold, width, acc, bs, bi)
+        _write_row(bs, bi, nb, width, out_idx, out_score, out_count)
+        return
     for p in range(a_indptr[u], a_indptr[u + 1]):
         work += b_indptr[a_indices[p] + 1] - b_indptr[a_indices[p]]
     if has_f:
@@ -363,6 +371,46 @@ cdef inline void _write_row(const floating* bs, const index_t* bi, Py_ssize_t nb
         out_idx[j] = -1
         out_score[j] = -INFINITY
     out_count[0] = <index_t>nb
+
+
+cdef Py_ssize_t _single_entry_row(
+    Py_ssize_t u, bint skip_diag, floating a, const index_t* b_indices, const floating* b_data,
+    Py_ssize_t lo, Py_ssize_t hi, floating threshold, Py_ssize_t width, floating* acc,
+    floating* bs, index_t* bi,
+) noexcept nogil:
+    """Positive mode, column order, a row with one stored entry ``a`` (no exclusion list).
+
+    Its candidates are row ``B[t]`` (canonical: distinct, ascending merchants) with scores
+    ``a * B[t, m]``, the very products the accumulator would hold, so nothing is accumulated:
+    the scores above the threshold are copied to the scratch ``acc`` (all 0, reset after),
+    where a value-only selection finds the width-th best ``kv``; one pass over the row then
+    keeps the scores above it and the first (lowest) merchants tied at it, in ascending
+    order.  ``skip_diag`` leaves out merchant ``u``.  Returns the number kept.
+    """
+    cdef Py_ssize_t q, c = 0, nb = 0, gt = 0, t = 0, taken = 0
+    cdef floating v, kv = -INFINITY
+    cdef index_t m
+    cdef bint ok, tie
+    for q in range(lo, hi):
+        v = a * b_data[q]
+        acc[c] = v
+        c += (v > threshold) & (not skip_diag or b_indices[q] != u)
+    if c > width:
+        kv = kth_largest(acc, c, width)
+        for q in range(c):
+            gt += acc[q] > kv
+        t = width - gt
+    memset(acc, 0, (hi - lo) * sizeof(floating))
+    for q in range(lo, hi):
+        m = b_indices[q]
+        v = a * b_data[q]
+        ok = (v > threshold) & (not skip_diag or m != u)
+        tie = ok & (v == kv) & (taken < t)
+        taken += tie
+        bs[nb] = v
+        bi[nb] = m
+        nb += (ok & (v > kv)) | tie
+    return nb
 
 
 cdef Py_ssize_t _small_row(
