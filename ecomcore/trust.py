@@ -80,6 +80,7 @@ _MAX_LOAD = 0.6
 _FORMAT = "TrustState"
 _VERSION = 1
 _INT64_MAX = np.iinfo(np.int64).max
+_TINY = float(np.finfo(np.float64).tiny)  # smallest normal double: decayed weights below it are no evidence
 
 
 def _aligned_zeros(n_cells: int) -> np.ndarray:
@@ -296,6 +297,9 @@ class TrustState:
         TrustStats
             Fresh arrays ``n``, ``s``, ``s2`` (float64) and ``events`` (int64) of shape
             ``(n_merchants, n_indicators)`` and ``veto_time`` (float64, ``-inf`` when none).
+            A cell whose decayed ``n`` falls below the smallest normal double (about 2.2e-308,
+            ~1022 half-lives after its last event) reads ``n = s = s2 = 0``: no evidence (its
+            ``events`` count is kept).
 
         Raises
         ------
@@ -325,6 +329,14 @@ class TrustState:
                 del tmp
             else:
                 _trust.write_stats(self._acc, scale, n, s, s2, events)
+            # evidence decayed below the smallest normal double (~1022+ half-lives) is no evidence:
+            # its subnormal n, s and s2 round independently (s can leave [lo n, hi n], or stay
+            # non-zero where n reached 0), and 1 / n overflows
+            gone = n < _TINY
+            if gone.any():
+                n[gone] = 0.0
+                s[gone] = 0.0
+                s2[gone] = 0.0
             if now < self._last_time and not (np.isfinite(n).all() and np.isfinite(s).all() and np.isfinite(s2).all()):
                 raise ValueError(f"now: {now} lies too far before the folded events (their weights overflow)")
             shape = (self._n_m, self._n_ind)

@@ -24,6 +24,7 @@ from libc.string cimport memcpy, memset
 
 cdef extern from *:
     """
+    #include <float.h>
     #include <math.h>
     /* Per-indicator parameters shared by every row (see the module docstring). */
     typedef struct {
@@ -36,31 +37,34 @@ cdef extern from *:
        vectorises each of them with the portable flags (a single loop mixing the selects, the
        division and seven accumulators is not if-converted). */
 
+    /* pos: n > 0 (the validity rules); live: n >= DBL_MIN, evidence that enters the moments.  A
+       subnormal n (evidence decayed ~1022+ half-lives) counts as none: 1 / n would overflow. */
     static inline void ecs_positive(Py_ssize_t ni, const double *restrict n, const int64_t *restrict ev,
-                                    double *restrict pos, double *restrict kd)
+                                    double *restrict pos, double *restrict live, double *restrict kd)
     {
         for (Py_ssize_t i = 0; i < ni; i++) pos[i] = n[i] > 0.0 ? 1.0 : 0.0;
+        for (Py_ssize_t i = 0; i < ni; i++) live[i] = n[i] >= DBL_MIN ? 1.0 : 0.0;
         for (Py_ssize_t i = 0; i < ni; i++) kd[i] = (double) ev[i];
     }
 
     static inline void ecs_accumulate(Py_ssize_t ni, const double *restrict n, const double *restrict s,
                                       const double *restrict s2, const double *restrict pos,
-                                      const double *restrict kd, double *restrict aj, double *restrict ak,
+                                      const double *restrict live, const double *restrict kd, double *restrict aj, double *restrict ak,
                                       double *restrict akx, double *restrict akxx, double *restrict akv,
                                       double *restrict ak2, double *restrict an, double *restrict as,
                                       double *restrict av)
     {
         for (Py_ssize_t i = 0; i < ni; i++) {
-            const double nv = n[i], sv = s[i], s2v = s2[i], p = pos[i], kv = kd[i];
-            const double inv = 1.0 / (nv + (1.0 - p));   /* 1 where n == 0 (and s == s2 == 0) */
+            const double nv = n[i], sv = s[i], s2v = s2[i], p = pos[i], q = live[i], kv = kd[i];
+            const double inv = 1.0 / (nv + (1.0 - q));   /* about 1 where n < DBL_MIN (finite, unused) */
             const double xb = sv * inv;
-            const double kw = kv * p;
+            const double kw = kv * q;
             double v = s2v * inv - xb * xb;
             double neg = -s2v, lack = p - kv;
             v = v > 0.0 ? v : 0.0;
             neg = neg > 0.0 ? neg : 0.0;
             lack = lack > 0.0 ? lack : 0.0;   /* k < 1 where n > 0, or k < 0 (k is whole) */
-            aj[i] += p;
+            aj[i] += q;
             ak[i] += kw;
             akx[i] += kw * xb;
             akxx[i] += kw * xb * xb;
@@ -74,13 +78,14 @@ cdef extern from *:
         }
     }
 
-    /* Moments of one merchant's row into its category's accumulator block a[9][n_ind]. */
+    /* Moments of one merchant's row into its category's accumulator block a[9][n_ind].
+       tmp: 3 * n_ind doubles of scratch. */
     static inline void ecs_row_moments(Py_ssize_t ni, const double *n, const double *s, const double *s2,
                                        const int64_t *ev, double *a, double *tmp)
     {
-        ecs_positive(ni, n, ev, tmp, tmp + ni);
-        ecs_accumulate(ni, n, s, s2, tmp, tmp + ni, a, a + ni, a + 2 * ni, a + 3 * ni, a + 4 * ni, a + 5 * ni,
-                       a + 6 * ni, a + 7 * ni, a + 8 * ni);
+        ecs_positive(ni, n, ev, tmp, tmp + ni, tmp + 2 * ni);
+        ecs_accumulate(ni, n, s, s2, tmp, tmp + ni, tmp + 2 * ni, a, a + ni, a + 2 * ni, a + 3 * ni, a + 4 * ni,
+                       a + 5 * ni, a + 6 * ni, a + 7 * ni, a + 8 * ni);
     }
 
     static inline void ecs_cells(Py_ssize_t ni, const double *restrict n, const double *restrict s,
@@ -241,7 +246,7 @@ def category_moments(
     double[:, :, :, ::1] acc,
     int n_threads,
 ):
-    """Accumulate per (row, indicator) moments over merchants with evidence (``n > 0``).
+    """Accumulate per (row, indicator) moments over merchants with evidence (``n >= DBL_MIN``).
 
     With ``k`` the counted events, ``x = s / n`` the merchant's decayed mean and
     ``v = max(s2 / n - x**2, 0)`` its decayed within-merchant variance, ``acc[b, row[m], :, i]``
@@ -252,7 +257,11 @@ def category_moments(
     blocks are shared among threads and summed by the caller in block order, so the result does
     not depend on the number of threads.  ``n`` and ``s`` are not checked here (:func:`estimates`
     checks them; their non-finite values show as non-finite sums).  Vectorised along the
-    indicators.  Returns -1 when scratch memory cannot be allocated, else 0.
+    indicators.  A subnormal ``n`` (below the smallest normal double, about 2.2e-308: evidence
+    decayed over ~1022 half-lives) counts as no evidence: it adds nothing to J, K and the sums
+    weighted by k (``1 / n`` would overflow), while the validity rules above, shared with
+    :func:`find_invalid`, still read ``n > 0`` and ``n == 0``.  Returns -1 when scratch memory
+    cannot be allocated, else 0.
     """
     cdef Py_ssize_t b, m, m0, m1, n_m = n.shape[0], n_i = n.shape[1], n_b = acc.shape[0]
     cdef Py_ssize_t n_fail = 0
@@ -269,7 +278,7 @@ def category_moments(
         n_threads = 1
     with nogil:
         for b in prange(n_b, num_threads=n_threads, schedule="dynamic"):
-            tmp = <double*> malloc(2 * n_i * sizeof(double))
+            tmp = <double*> malloc(3 * n_i * sizeof(double))
             if tmp == NULL:
                 n_fail += 1
             else:

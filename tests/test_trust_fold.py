@@ -663,6 +663,32 @@ def test_events_far_older_than_reference_time_underflow_gracefully():
     assert np.isfinite(s.n).all()
 
 
+@pytest.mark.parametrize("half_lives", [1000, 1021, 1023, 1070, 1074, 1100, 1500, 5000])
+@pytest.mark.parametrize("dedupe", [False, True])
+def test_stats_of_evidence_decayed_past_the_smallest_normal_double_are_zero(half_lives, dedupe):
+    """Weights below the smallest normal double (2**-1022) read as no evidence: n = s = s2 = 0.
+
+    Subnormal n, s and s2 round independently (s would leave [n, 5 n] or stay non-zero where n
+    reached 0), so the whole cell is cleared; its event count is kept."""
+    mdl = model(2, half_life_days=1.0)
+    ev = {"merchant": [0, 0, 0, 0], "indicator": [1, 1, 2, 0], "value": [5.0, 1.0, 1e40, 1.0], "time": [T0] * 4}
+    if dedupe:
+        ev["buyer"] = [7, 8, 7, 7]
+    s = mdl.fold(ev).stats(T0 + half_lives * DAY)
+    tiny = np.finfo(np.float64).tiny
+    assert not ((s.n > 0) & (s.n < tiny)).any()
+    gone = 2.0**-half_lives < tiny
+    assert (s.n == 0).all() == gone
+    for name, arr in (("n", s.n), ("s", s.s), ("s2", s.s2)):
+        assert np.isfinite(arr).all(), name
+        assert ((arr == 0) | (s.n > 0)).all(), name
+    np.testing.assert_array_equal(s.events[0, :3], [1, 2, 1])
+    if not gone:  # still normal: full precision
+        w = 2.0**-half_lives
+        np.testing.assert_allclose(s.n[0, :3], [w, 2 * w, w], rtol=1e-12)
+        np.testing.assert_allclose(s.s[0, :3], [w, 6 * w, 1e40 * w], rtol=1e-12)
+
+
 # ---------------------------------------------------------------------------------------------
 # structure: resize, copy, persistence, thread safety
 

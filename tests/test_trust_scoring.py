@@ -990,6 +990,77 @@ def test_trust_model_delegates_to_score_state():
     assert frozen.priors is sc.priors
 
 
+@pytest.mark.parametrize("half_lives", [500, 1070, 1100, 1500, 5000])
+def test_trust_model_scores_evidence_decayed_for_thousands_of_half_lives_as_the_prior(half_lives):
+    """One rating and one magnitude, scored ~3 years later at a 1-day half-life: no error, and
+    once the weight is below the smallest normal double the merchant scores like one without
+    evidence (regression: subnormal n overflowed 1 / n in the moments kernel, and n underflowed
+    to 0 while a large magnitude's s did not)."""
+    cat = default_indicators()
+    tm = ecomcore.TrustModel(cat, n_merchants=3, half_life_days=1.0)
+    state = tm.fold(
+        _concat(_events_for("review_rating", [0], [5.0], [NOW]), _events_for("delivery_hours", [0], [1e40], [NOW]))
+    )
+    now = NOW + half_lives * DAY
+    fitted = tm.score(state, now)  # fitted priors
+    np.testing.assert_array_equal(fitted.estimates[0], fitted.estimates[1])
+    assert fitted.index[0] == fitted.index[1]
+    assert 0.0 <= fitted.confidence[0] < 1e-100
+    empty = tm.score(tm.new_state(), now)
+    frozen = tm.score(state, now, priors=empty.priors)
+    mag = np.array([ind.kind == "magnitude" for ind in cat])
+    rating = [ind.name for ind in cat].index("review_rating")
+    # the rating's shrunk mean is the prior's to double precision
+    assert frozen.estimates[0, rating] == empty.estimates[0, rating]
+    np.testing.assert_array_equal(frozen.estimates[:, ~mag], empty.estimates[:, ~mag])
+    if 2.0**-half_lives < np.finfo(np.float64).tiny:  # the weight is gone: exactly no evidence
+        np.testing.assert_array_equal(frozen.estimates, empty.estimates)
+        np.testing.assert_array_equal(frozen.index, empty.index)
+        np.testing.assert_array_equal(fitted.index, empty.index)
+        assert frozen.confidence[0] == 0.0 and frozen.explain(0) == empty.explain(0)
+    else:  # 2**-500 is evidence still: percentiles rank the tiny magnitude s = 1e40 * 2**-500
+        hours = [ind.name for ind in cat].index("delivery_hours")
+        assert (frozen.estimates[:, hours] != empty.estimates[:, hours]).any()
+
+
+def test_subnormal_evidence_scores_as_none_and_kernels_agree_on_invalid_cells():
+    """n below the smallest normal double (stats built by hand, not by TrustState) is no evidence
+    to the moments kernel; invalid cells there are still found and named."""
+    inds = small_catalogue()
+    n_i = len(inds)
+    n = np.zeros((4, n_i))
+    n[1] = [2.0, 1.0, 1.0, 3.0, 2.0, 2.0, 1.0]
+    s = n * [0.5, 0.0, 0.0, 4.0, 2.0, 10.0, 3.0]
+    s2 = np.where([ind.kind == "rate" for ind in inds], s, s * [1, 1, 1, 4.0, 2.0, 10.0, 3.0])
+    sub = 5e-324 * np.array([4.0, 2.0, 2.0, 10.0, 4.0, 8.0, 2.0])
+    n[0] = sub
+    s[0] = sub * [0.5, 0.0, 0.0, 3.0, 2.0, 4.0, 1.0]
+    s2[0] = np.where([ind.kind == "rate" for ind in inds], s[0], 0.0)
+    events = np.ceil(n).astype(np.int64)
+    model = make_model(inds, 4, min_category_merchants=1)
+    kw = dict(categories=None, guarantee=None, priors=None)
+    sc = score_state(model, make_stats(n, s, s2, events=events), **kw)
+    none = n.copy(), s.copy(), s2.copy()
+    for arr in none:
+        arr[0] = 0.0
+    ref = score_state(model, make_stats(*none, events=events), **kw)
+    np.testing.assert_array_equal(sc.priors.mean, ref.priors.mean)
+    np.testing.assert_array_equal(sc.priors.strength, ref.priors.strength)
+    np.testing.assert_allclose(sc.estimates[0], sc.estimates[2], rtol=0, atol=1e-15)
+    assert sc.confidence[0] < 1e-300
+    for what, match in (
+        ("s2", "stats.s2: -1.0 at merchant 0, indicator 'good'"),
+        ("events", "stats.events: 0 at merchant 0"),
+    ):
+        bad_s2, bad_ev = s2.copy(), events.copy()
+        if what == "s2":
+            bad_s2[0, 0] = -1.0
+        else:
+            bad_ev[0, 0] = 0
+        with pytest.raises(ValueError, match=match):
+            score_state(model, make_stats(n, s, bad_s2, events=bad_ev), **kw)
+
+
 def test_trust_model_three_perfect_reviews_below_three_thousand():
     rng = np.random.default_rng(0)
     tm = ecomcore.TrustModel(default_indicators(), n_merchants=32)
