@@ -300,6 +300,8 @@ cdef void _topk_row(
             j1 = n_items
         if sparse:
             gm[g] = _chunk_max(val + j0, j1 - j0)
+        elif positive:
+            gm[g] = _chunk_max(acc + j0, j1 - j0)  # weights 1: the sums are the scores
         else:
             for j in range(j0, j1):
                 buf[j - j0] = acc[j] * weight[j]
