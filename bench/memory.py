@@ -141,32 +141,26 @@ def _child(mode: str, n_users: int, k: int, threads: int, seed: int, chunk_rows:
     }
 
 
-def _run_child(
-    mode: str, n_users: int, k: int, threads: int, seed: int, chunk_rows: int = 65_536
-) -> Dict:
-    cmd = [
-        sys.executable,
-        os.path.abspath(__file__),
-        "--child",
-        mode,
-        "--users",
-        str(n_users),
-        "--k",
-        str(k),
-        "--threads",
-        str(threads),
-        "--seed",
-        str(seed),
-        "--chunk-rows",
-        str(chunk_rows),
-    ]
+def run_json_child(script: str, args: Sequence[str]) -> Dict:
+    """Run ``python script --child *args`` in a fresh process; return the JSON of its last line."""
+    cmd = [sys.executable, os.path.abspath(script), "--child", *args]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _mib(x: float) -> str:
+def _run_child(
+    mode: str, n_users: int, k: int, threads: int, seed: int, chunk_rows: int = 65_536
+) -> Dict:
+    return run_json_child(__file__, [
+        mode, "--users", str(n_users), "--k", str(k), "--threads", str(threads),
+        "--seed", str(seed), "--chunk-rows", str(chunk_rows),
+    ])  # fmt: skip
+
+
+def mib(x: float) -> str:
+    """Bytes as MiB with one decimal."""
     return f"{x / MiB:,.1f}"
 
 
@@ -224,13 +218,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
     print(
-        f"| Ranker.topk | {r['users']:,} | {_mib(r['inputs'])} | {_mib(r['outputs'])} | "
-        f"{_mib(work)} | {_mib(budget)} | {_mib(r['added'])} | {_mib(total)} | "
+        f"| Ranker.topk | {r['users']:,} | {mib(r['inputs'])} | {mib(r['outputs'])} | "
+        f"{mib(work)} | {mib(budget)} | {mib(r['added'])} | {mib(total)} | "
         f"{'within budget' if within else 'OVER BUDGET'} |"
     )
     print(
-        f"\n(baseline RSS after imports, data and Ranker: {_mib(r['base_rss'])} MiB; "
-        f"peak {_mib(r['peak_rss'])} MiB; high-water reset {'used' if r['hwm'] else 'unavailable, 1 ms sampling'}; "  # noqa: E501
+        f"\n(baseline RSS after imports, data and Ranker: {mib(r['base_rss'])} MiB; "
+        f"peak {mib(r['peak_rss'])} MiB; high-water reset {'used' if r['hwm'] else 'unavailable, 1 ms sampling'}; "  # noqa: E501
         f"call {r['call_s']:.2f} s, data {r['gen_s']:.1f} s)"
     )
 
@@ -243,15 +237,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for q in rows:
         print(
             f"| Ranker.iter_topk ({q['chunk_rows']:,}-user blocks) | {q['users']:,} "
-            f"| {_mib(q['inputs'])} | {_mib(q['outputs'])} | {_mib(q['added'])} |"
+            f"| {mib(q['inputs'])} | {mib(q['outputs'])} | {mib(q['added'])} |"
         )
     grow_in = rows[-1]["inputs"] - rows[0]["inputs"]
     grow_added = rows[-1]["added"] - rows[0]["added"]
     flat = grow_added <= 0.05 * grow_in + 4 * MiB
     ok &= flat
     print(
-        f"\niter_topk: added memory grows by {_mib(grow_added)} MiB while inputs grow by "
-        f"{_mib(grow_in)} MiB from {rows[0]['users']:,} to {rows[-1]['users']:,} users -> "
+        f"\niter_topk: added memory grows by {mib(grow_added)} MiB while inputs grow by "
+        f"{mib(grow_in)} MiB from {rows[0]['users']:,} to {rows[-1]['users']:,} users -> "
         f"{'flat' if flat else 'NOT FLAT'} (criterion: growth <= 5 % of input growth + 4 MiB)"
     )
     return 0 if ok else 1

@@ -28,12 +28,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import time
 from typing import Dict, List, Sequence
 
-MiB = 2**20
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from memory import MiB, mib, run_json_child  # noqa: E402
+
 _N_TAGS = 5_000
 _N_MERCHANTS = 100_000
 _GEN_BLOCK = 1_000_000
@@ -114,18 +115,10 @@ def _child(n_users: int, k: int, threads: int, chunk_rows: int, seed: int) -> Di
 
 
 def _run_child(n_users: int, k: int, threads: int, chunk_rows: int, seed: int) -> Dict:
-    cmd = [
-        sys.executable, os.path.abspath(__file__), "--child", "--users", str(n_users), "--k", str(k),
-        "--threads", str(threads), "--chunk-rows", str(chunk_rows), "--seed", str(seed),
-    ]  # fmt: skip
-    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({out.returncode}):\n{out.stderr}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _mib(x: float) -> str:
-    return f"{x / MiB:,.1f}"
+    return run_json_child(__file__, [
+        "--users", str(n_users), "--k", str(k), "--threads", str(threads),
+        "--chunk-rows", str(chunk_rows), "--seed", str(seed),
+    ])  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -178,15 +171,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         r["bound"], r["within"], r["whole_within"] = bound, total <= bound, whole <= bound
         ok &= r["within"] and r["whole_within"]
         print(
-            f"| {n:,} | {r['nnz']:,} | {_mib(r['inputs'])} | {_mib(r['block_outputs'])} | {_mib(work)} "
-            f"| {_mib(bound)} | {_mib(r['added'])} | {_mib(total)} {'ok' if r['within'] else 'OVER'} "
-            f"| {_mib(whole)} {'ok' if r['whole_within'] else 'OVER'} | {_mib(r['peak_rss'])} | {r['call_s']:.1f} |"
+            f"| {n:,} | {r['nnz']:,} | {mib(r['inputs'])} | {mib(r['block_outputs'])} | {mib(work)} "
+            f"| {mib(bound)} | {mib(r['added'])} | {mib(total)} {'ok' if r['within'] else 'OVER'} "
+            f"| {mib(whole)} {'ok' if r['whole_within'] else 'OVER'} | {mib(r['peak_rss'])} | {r['call_s']:.1f} |"
         )
     print()
     for r in runs:
         print(
-            f"{r['users']:,} users: RSS after imports {_mib(r['rss_imports'])} MiB, baseline with data and Ranker "
-            f"{_mib(r['base_rss'])} MiB, peak {_mib(r['peak_rss'])} MiB (high-water reset "
+            f"{r['users']:,} users: RSS after imports {mib(r['rss_imports'])} MiB, baseline with data and Ranker "
+            f"{mib(r['base_rss'])} MiB, peak {mib(r['peak_rss'])} MiB (high-water reset "
             f"{'used' if r['hwm'] else 'unavailable, 1 ms sampling'}); data {r['gen_s']:.1f} s, stream "
             f"{r['call_s']:.1f} s ({r['users'] / max(r['call_s'], 1e-9) / 1e6:.2f}M users/s), "
             f"{r['shown']:,} merchants shown"
@@ -196,9 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         flat = growth <= 4 * MiB
         ok &= flat
         print(
-            f"\nadded by the call: {_mib(runs[0]['added'])} MiB at {runs[0]['users']:,} users, "
-            f"{_mib(runs[-1]['added'])} MiB at {runs[-1]['users']:,} (inputs grow by "
-            f"{_mib(runs[-1]['inputs'] - runs[0]['inputs'])} MiB) -> {'flat' if flat else 'NOT FLAT'} "
+            f"\nadded by the call: {mib(runs[0]['added'])} MiB at {runs[0]['users']:,} users, "
+            f"{mib(runs[-1]['added'])} MiB at {runs[-1]['users']:,} (inputs grow by "
+            f"{mib(runs[-1]['inputs'] - runs[0]['inputs'])} MiB) -> {'flat' if flat else 'NOT FLAT'} "
             "(criterion: growth <= 4 MiB)"
         )
     return 0 if ok else 1
