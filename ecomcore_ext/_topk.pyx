@@ -314,10 +314,48 @@ cdef void _topk_row(
             # maximum, so only a positive bar is known to come from real candidates
             bar = -INFINITY
 
-    if by_index and sparse and n_desc == 0:
-        # candidates in ascending order: keep it, no sort needed
+    if by_index and n_desc == 0:
+        # candidates in ascending order (always so for dense rows): keep it, no sort needed
         nb = _stable_pass(sparse, n_items, n_groups, G, gm, val, touched,
-                          acc, mark, weight, threshold, bar, width, False, bs, bi, positive)
+                          acc, mark, weight, threshold, bar, width, bs, bi, positive)
+        if not sparse:
+            memset(acc, 0, n_cols * sizeof(floating))
+            if not positive:
+                memset(mark, 0, n_cols)
+        _write_row(bs, bi, nb, width, out_idx, out_score, out_count)
+        return
+    if by_index:
+        # sparse row, candidates out of order: compact the ones reaching the bar in place
+        # (writes never overtake reads), then cut them as a small row
+        nb = 0
+        for g in range(n_groups):
+            v = gm[g]
+            if not (v > threshold and v >= bar):
+                continue
+            j0 = g * G
+            j1 = j0 + G
+            if j1 > n_items:
+                j1 = n_items
+            for j in range(j0, j1):
+                v = val[j]
+                m = touched[j]
+                val[nb] = v
+                touched[nb] = m
+                nb += (v > threshold) & (v >= bar)
+        n_items = nb
+        nb = _cut_by_index(val, touched, n_items, width, True, acc, bs, bi, cap, bs, bi)
+        if nb < 0:
+            # more ties at the cut than the buffer holds: offer them with explicit tie order
+            nb = 0
+            for j in range(n_items):
+                v = val[j]
+                m = touched[j]
+                if not full or v > kv or (v == kv and m < ki):
+                    _offer(v, m, bs, bi, &nb, cap, width, &kv, &ki, &full)
+            if nb > width:
+                select_best(bs, bi, nb, width)
+                nb = width
+            sort_by_index(bs, bi, nb)
         _write_row(bs, bi, nb, width, out_idx, out_score, out_count)
         return
 
@@ -346,19 +384,10 @@ cdef void _topk_row(
         if not positive:
             memset(mark, 0, n_cols)
 
-    if by_index:
-        # offers came in candidate order; compactions (``full``) and the final cut reorder
-        if nb > width:
-            select_best(bs, bi, nb, width)
-            nb = width
-            full = True
-        if full or n_desc:
-            sort_by_index(bs, bi, nb)
-    else:
-        if nb > width:
-            select_best(bs, bi, nb, width)
-            nb = width
-        sort_best_first(bs, bi, nb)
+    if nb > width:
+        select_best(bs, bi, nb, width)
+        nb = width
+    sort_best_first(bs, bi, nb)
     _write_row(bs, bi, nb, width, out_idx, out_score, out_count)
 
 
@@ -423,18 +452,13 @@ cdef Py_ssize_t _small_row(
     """Select a sparse row of at most ``cap`` candidates in column order, without groups.
 
     The gather (which resets the workspace) compacts the candidates above the threshold
-    straight into ``bs``/``bi`` in touched order; beyond ``width`` of them, a value-only
-    selection on a copy (in ``acc``, reset after) finds the width-th best score ``kv`` and a
-    stable cut keeps the scores above it and the first ties met.  When the touched order is
-    not ascending and more candidates tie at ``kv`` than places are left, the tied merchants
-    are sorted (in ``touched``, with ``val`` as the sort's companion scratch) and the cut keeps
-    the ties up to the t-th lowest of them.
+    straight into ``bs``/``bi`` in touched order, and ``_cut_by_index`` keeps the best
+    ``width`` of them (``touched`` and ``val`` are free by then and serve as its tie scratch).
     Returns the number kept, in ascending merchant order.
     """
-    cdef Py_ssize_t j, g, c = 0, nb = 0, gt = 0, eq = 0, t, taken = 0, n_desc = 0
-    cdef index_t m, prev = -1, ki
-    cdef floating v, kv
-    cdef bint tie
+    cdef Py_ssize_t j, c = 0, n_desc = 0
+    cdef index_t m, prev = -1
+    cdef floating v
     for j in range(nt):
         m = touched[j]
         if positive:
@@ -448,48 +472,81 @@ cdef Py_ssize_t _small_row(
         bs[c] = v
         bi[c] = m
         c += v > threshold
-    if c > width:
-        memcpy(acc, bs, c * sizeof(floating))
-        kv = kth_largest(acc, c, width)
+    # the tie scratch holds nt >= c entries, so the cut never gives up
+    return _cut_by_index(bs, bi, c, width, n_desc != 0, acc, val, touched, nt, bs, bi)
+
+
+cdef Py_ssize_t _cut_by_index(
+    floating* vs, index_t* ix, Py_ssize_t c, Py_ssize_t width, bint unordered,
+    floating* scratch, floating* tv, index_t* ti, Py_ssize_t tcap,
+    floating* out_v, index_t* out_i,
+) noexcept nogil:
+    """Keep the best ``width`` of ``c`` candidates ``(vs, ix)``, written in merchant order.
+
+    Beyond ``width`` candidates a value-only selection on a copy (in ``scratch``: all 0 on
+    entry, at least ``c`` long, reset after) finds the width-th best score ``kv``; a stable
+    cut then keeps the scores above it and, of the ``eq`` scores tied at it, as many as there
+    are places left (``t``).  Candidates in ascending merchant order (not ``unordered``) keep
+    the first ties met, which are the lowest merchants.  Otherwise, when ties outnumber the
+    places, the tied merchants are gathered into ``ti`` (``tv`` is the sort's companion; both
+    hold ``tcap`` entries) and sorted, and the cut keeps the ties up to the t-th lowest; more
+    than ``tcap`` ties return -1 with nothing written (the caller selects another way).
+    The kept entries go to ``out_v``/``out_i`` (which may be ``vs``/``ix``: writes never
+    overtake reads, but the tie scratch must not overlap the candidates), sorted by merchant
+    when ``unordered``.  Returns their number.
+    """
+    cdef Py_ssize_t j, g, nb = 0, gt = 0, eq = 0, t, taken = 0
+    cdef index_t m, ki
+    cdef floating v, kv
+    cdef bint tie
+    if c <= width:
+        if out_v != vs:
+            memcpy(out_v, vs, c * sizeof(floating))
+            memcpy(out_i, ix, c * sizeof(index_t))
+        nb = c
+    else:
+        memcpy(scratch, vs, c * sizeof(floating))
+        kv = kth_largest(scratch, c, width)
         for j in range(c):
-            gt += acc[j] > kv
-            eq += acc[j] == kv
-        memset(acc, 0, c * sizeof(floating))
+            gt += scratch[j] > kv
+            eq += scratch[j] == kv
+        memset(scratch, 0, c * sizeof(floating))
         t = width - gt
-        if n_desc and eq > t:
-            # the t lowest merchants among the ties: gather them (``touched`` and ``val`` are
-            # free and hold n_cols + 1 >= c entries) and sort them by index
+        if unordered and eq > t:
+            # the t lowest merchants among the ties
+            if eq > tcap:
+                return -1
             g = 0
             for j in range(c):
-                touched[g] = bi[j]
-                g += bs[j] == kv
-            sort_by_index(val, touched, g)
-            ki = touched[t - 1]
+                ti[g] = ix[j]
+                g += vs[j] == kv
+            sort_by_index(tv, ti, g)
+            ki = ti[t - 1]
             for j in range(c):
-                v = bs[j]
-                m = bi[j]
-                bs[nb] = v
-                bi[nb] = m
+                v = vs[j]
+                m = ix[j]
+                out_v[nb] = v
+                out_i[nb] = m
                 nb += (v > kv) | ((v == kv) & (m <= ki))
         else:
             for j in range(c):
-                v = bs[j]
+                v = vs[j]
+                m = ix[j]
                 tie = (v == kv) & (taken < t)
                 taken += tie
-                bs[nb] = v
-                bi[nb] = bi[j]
+                out_v[nb] = v
+                out_i[nb] = m
                 nb += (v > kv) | tie
-        c = nb
-    if n_desc:
-        sort_by_index(bs, bi, c)
-    return c
+    if unordered:
+        sort_by_index(out_v, out_i, nb)
+    return nb
 
 
 cdef Py_ssize_t _stable_pass(
     bint sparse, Py_ssize_t n_items, Py_ssize_t n_groups, Py_ssize_t G, const floating* gm,
     const floating* val, const index_t* touched, floating* acc, const unsigned char* mark,
     const floating* weight, floating threshold, floating bar, Py_ssize_t width,
-    bint unordered, floating* bs, index_t* bi, bint positive,
+    floating* bs, index_t* bi, bint positive,
 ) noexcept nogil:
     """Pass 2 for rows written in column order: keep the best ``width`` in candidate order.
 
@@ -497,12 +554,10 @@ cdef Py_ssize_t _stable_pass(
        (``acc`` for sparse rows, all 0 there and reset here; ``val`` for dense rows, unused
        there), where a value-only selection finds the width-th best score ``kv``.
     2. A second scan keeps every score above ``kv`` and, of the scores equal to it, the first
-       ones met, as many as there are places left.  Candidate order is ascending merchant
-       order unless ``unordered``; then, when more scores tie at ``kv`` than places are left,
-       the first ones met need not be the lowest merchants, and -1 is returned so that the
-       caller selects with explicit tie order instead.
-    Otherwise ``bs``/``bi`` (capacity > ``width``) receive the kept entries in candidate order
-    and their number is returned.  Branch-free stores: which candidates reach the bar and which
+       ones met (the lowest merchants: candidates arrive in ascending merchant order), as many
+       as there are places left.
+    ``bs``/``bi`` (capacity > ``width``) receive the kept entries in candidate order and their
+    number is returned.  Branch-free stores: which candidates reach the bar and which
     are kept is data-dependent and would mispredict.
     """
     cdef floating* S = acc if sparse else <floating*>val
@@ -535,8 +590,6 @@ cdef Py_ssize_t _stable_pass(
         t = width - gt
     if sparse:
         memset(acc, 0, n_items * sizeof(floating))
-    if c > width and unordered and eq > t:
-        return -1
     for g in range(n_groups):
         v = gm[g]
         if not (v > threshold and v >= bar):
