@@ -142,6 +142,7 @@ def _selfjoin(wt: sp.csr_array, w: sp.csr_array, width: int, count_self: bool, n
     lo = float(w.data.min()) if w.nnz else 1.0
     positive = lo > 0 and lo * lo > float(np.finfo(vdt).tiny)
     ws = _make_workspace(nt, n, width, ones, idt)
+    heads = _row_heads(wt, w, a[0], b, width, idt) if positive else (None, None)
     itemsize = np.dtype(vdt).itemsize + idt.itemsize
     rows = max(64 * nt, _BLOCK_BYTES // (width * itemsize))
     rows = min(rows, n)
@@ -159,7 +160,7 @@ def _selfjoin(wt: sp.csr_array, w: sp.csr_array, width: int, count_self: bool, n
         _topk.fused_topk(
             *a, *b, ones, empty, empty, np.zeros(0, vdt), vdt.type(0), empty, empty,
             vdt.type(-np.inf), _scan_min(n), r0, r1, buf_idx[:m], buf_sc[:m], buf_cnt[:m],
-            *ws, nt, skip_diag=not count_self, by_index=True, positive=positive,
+            *ws, nt, skip_diag=not count_self, by_index=True, positive=positive, head_ptr=heads[0], heads=heads[1],
         )  # fmt: skip
         pos = _topk.compact_rows(buf_idx[:m], buf_sc[:m], buf_cnt[:m], r0, count_self, pos, indptr, indices, data)
     # give the unused tail back (realloc shrinks in place; its pages were never touched)
@@ -168,6 +169,32 @@ def _selfjoin(wt: sp.csr_array, w: sp.csr_array, width: int, count_self: bool, n
     out = sp.csr_array((data, indices, indptr), shape=(n, n))
     out.has_sorted_indices = True
     return out
+
+
+def _row_heads(
+    wt: sp.csr_array, w: sp.csr_array, a_indptr: np.ndarray, b: tuple, width: int, idt: np.dtype
+) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """Heads (``_topk.row_heads``) of the users' rows that several single-user items share.
+
+    An item held by one user t has ``w[t, i] * w[t, :]`` as its candidate scores: its row
+    then comes from the precomputed best ``width + 1`` of ``w[t]``.  Worth it for users
+    holding at least two such items and more than ``width + 1`` items in all (shorter rows
+    keep everything but the item itself).  Memory: at most about the stored entries of w.
+    """
+    single = np.diff(a_indptr) == 1
+    if not single.any():
+        return None, None
+    users = wt.indices[wt.indptr[:-1][single]]
+    shared = np.bincount(users, minlength=w.shape[0]) >= 2
+    rows = np.flatnonzero(shared & (np.diff(w.indptr) >= width + 2)).astype(idt)
+    if rows.size == 0:
+        return None, None
+    stride = width + 5
+    head_ptr = np.full(w.shape[0], -1, idt)
+    heads = np.empty(rows.size * stride, idt)
+    longest = int(np.diff(w.indptr)[rows].max())
+    _topk.row_heads(b[0], b[2], rows, width, head_ptr, heads, np.empty(longest, b[2].dtype), np.empty(longest, idt))
+    return head_ptr, heads
 
 
 def _kept_users(xt: sp.csr_array, activity: np.ndarray, cap: int) -> sp.csr_array:

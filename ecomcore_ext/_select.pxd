@@ -4,6 +4,8 @@
 # index).  Indices are distinct, so this is a strict total order and partitioning always
 # terminates.  Quickselect uses a median-of-three pivot; past a depth limit it falls back to a
 # heap sort of the remaining range, so adversarial inputs cost O(n log n), never O(n^2).
+from libc.string cimport memcpy
+
 from ecomcore_ext._types cimport floating, index_t
 from ecomcore_ext._heap cimport heap_worse, heap_push, heap_sort_best_first
 
@@ -312,3 +314,71 @@ cdef inline void sort_by_index(floating* s, index_t* x, Py_ssize_t n) noexcept n
         depth += 2
         m >>= 1
     _quicksort_idx(s, x, 0, n - 1, depth)
+
+
+cdef inline Py_ssize_t _run_end(const index_t* x, Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    """End of the ascending run of indices starting at ``i``."""
+    i += 1
+    while i < n and x[i - 1] < x[i]:
+        i += 1
+    return i
+
+
+cdef inline void merge_sort_by_index(floating* s, index_t* x, Py_ssize_t n, floating* ts,
+                                     index_t* tx) noexcept nogil:
+    """Sort ``n`` pairs by ascending index (indices distinct), using ``ts``/``tx`` (>= n).
+
+    A natural merge sort: each pass merges neighbouring ascending runs pairwise, so a
+    sequence made of r runs (e.g. the candidates of a row reached through r users, each
+    user's items in ascending order) costs about n * log2(r) moves; one run costs one scan.
+    The merge is branch-free (which side goes next is unpredictable).
+    """
+    cdef floating* src_s = s
+    cdef index_t* src_i = x
+    cdef floating* dst_s = ts
+    cdef index_t* dst_i = tx
+    cdef floating* sw_s
+    cdef index_t* sw_i
+    cdef Py_ssize_t i, a, b, m, e, k, runs
+    cdef bint take_b
+    if n < 2 or _run_end(x, 0, n) == n:
+        return
+    while True:
+        runs = 0
+        i = 0
+        while i < n:
+            runs += 1
+            m = _run_end(src_i, i, n)
+            if m == n:
+                memcpy(dst_s + i, src_s + i, (n - i) * sizeof(floating))
+                memcpy(dst_i + i, src_i + i, (n - i) * sizeof(index_t))
+                break
+            e = _run_end(src_i, m, n)
+            a = i
+            b = m
+            k = i
+            while a < m and b < e:
+                take_b = src_i[b] < src_i[a]
+                dst_s[k] = src_s[b] if take_b else src_s[a]
+                dst_i[k] = src_i[b] if take_b else src_i[a]
+                b += take_b
+                a += 1 - take_b
+                k += 1
+            if a < m:
+                memcpy(dst_s + k, src_s + a, (m - a) * sizeof(floating))
+                memcpy(dst_i + k, src_i + a, (m - a) * sizeof(index_t))
+            elif b < e:
+                memcpy(dst_s + k, src_s + b, (e - b) * sizeof(floating))
+                memcpy(dst_i + k, src_i + b, (e - b) * sizeof(index_t))
+            i = e
+        sw_s = src_s
+        sw_i = src_i
+        src_s = dst_s
+        src_i = dst_i
+        dst_s = sw_s
+        dst_i = sw_i
+        if runs == 1:
+            break
+    if src_s != s:
+        memcpy(s, src_s, n * sizeof(floating))
+        memcpy(x, src_i, n * sizeof(index_t))

@@ -11,7 +11,9 @@ from libc.math cimport INFINITY, NAN
 from libc.stdint cimport int32_t, int64_t
 
 from ecomcore_ext._types cimport floating, index_t
-from ecomcore_ext._select cimport kth_largest, select_best, sort_best_first, sort_by_index
+from ecomcore_ext._select cimport (
+    kth_largest, merge_sort_by_index, select_best, sort_best_first, sort_by_index,
+)
 
 cdef extern from "_simd.h" nogil:
     float ec_max_f32(const float *p, Py_ssize_t n)
@@ -210,6 +212,7 @@ cdef void _topk_row(
     floating* val, floating* gm, floating* gs, index_t* gi, Py_ssize_t gcap,
     floating* bs, index_t* bi, Py_ssize_t cap,
     bint skip_diag, bint by_index, bint positive,
+    const index_t* head_ptr, const index_t* heads,
 ) noexcept nogil:
     # Selection in two passes over the row's candidates:
     # 1. sparse rows gather each touched merchant's weighted score into ``val`` (NaN when
@@ -237,9 +240,15 @@ cdef void _topk_row(
     if positive and by_index and not has_e and a_indptr[u + 1] - a_indptr[u] == 1:
         # one stored entry: the candidates are one row of B, already distinct and ascending
         p = a_indptr[u]
-        nb = _single_entry_row(u, skip_diag, a_data[p], b_indices, b_data,
-                               b_indptr[a_indices[p]], b_indptr[a_indices[p] + 1],
-                               threshold, width, acc, bs, bi)
+        nb = -1
+        if threshold < 0 and head_ptr != NULL and head_ptr[a_indices[p]] >= 0:
+            nb = _single_entry_head(u, skip_diag, a_data[p], b_indices, b_data,
+                                    b_indptr[a_indices[p]], heads + head_ptr[a_indices[p]],
+                                    width, bs, bi)
+        if nb < 0:
+            nb = _single_entry_row(u, skip_diag, a_data[p], b_indices, b_data,
+                                   b_indptr[a_indices[p]], b_indptr[a_indices[p] + 1],
+                                   threshold, width, acc, bs, bi)
         _write_row(bs, bi, nb, width, out_idx, out_score, out_count)
         return
     for p in range(a_indptr[u], a_indptr[u + 1]):
@@ -404,6 +413,79 @@ cdef inline void _write_row(const floating* bs, const index_t* bi, Py_ssize_t nb
     out_count[0] = <index_t>nb
 
 
+cdef Py_ssize_t _single_entry_head(
+    Py_ssize_t u, bint skip_diag, floating a, const index_t* b_indices, const floating* b_data,
+    Py_ssize_t lo, const index_t* H, Py_ssize_t width, floating* bs, index_t* bi,
+) noexcept nogil:
+    """``_single_entry_row`` from the precomputed head of row ``B[t]`` (see ``row_heads``).
+
+    The scores are ``a * B[t, m]`` with ``a > 0``: their order is B's order, so the best
+    ``width`` (ties: lower merchant) are the head's ``width + 1`` best of ``B[t]`` less one
+    entry: merchant ``u`` when ``skip_diag`` and it is in the head, otherwise the head's
+    weakest.  This holds exactly when ``a == 1`` (the scores are B's values) or when the last
+    kept score is strictly above the first dropped one; otherwise products of distinct
+    values rounded to a tie, and -1 is returned (the caller selects from scratch).  No
+    threshold is applied (the caller checks that it is negative).  Returns the number kept
+    (``width``), written to ``bs``/``bi`` in ascending merchant order.
+    """
+    cdef Py_ssize_t j, lo_j = 0, hi_j = width, mid, skip = H[width + 1], nb = 0, q
+    cdef Py_ssize_t last = H[width + 2], drop = H[width + 3]
+    if skip_diag:
+        # binary search for u among the head's merchants (ascending)
+        while lo_j < hi_j:
+            mid = (lo_j + hi_j) // 2
+            if b_indices[lo + H[mid]] < u:
+                lo_j = mid + 1
+            else:
+                hi_j = mid
+        if b_indices[lo + H[lo_j]] == u:
+            if lo_j != skip:
+                last = H[width + 3]  # the weakest stays in: the rank-width entry is kept
+            skip = lo_j
+            drop = H[width + 4]
+    if not (a == 1 or a * b_data[lo + last] > a * b_data[lo + drop]):
+        return -1
+    for j in range(width + 1):
+        q = lo + H[j]
+        bs[nb] = a * b_data[q]
+        bi[nb] = b_indices[q]
+        nb += j != skip
+    return nb
+
+
+def row_heads(
+    const index_t[::1] b_indptr, const floating[::1] b_data, const index_t[::1] rows,
+    Py_ssize_t width, index_t[::1] head_ptr, index_t[::1] heads,
+    floating[::1] ws_s, index_t[::1] ws_i,
+):
+    """Precompute the heads of rows of B for ``fused_topk`` (see ``_topk.pyi``)."""
+    cdef Py_ssize_t r, j, t, lo, n, k = width + 1, stride = width + 5
+    cdef index_t* H
+    cdef index_t weak
+    with nogil:
+        for r in range(rows.shape[0]):
+            t = rows[r]
+            lo = b_indptr[t]
+            n = b_indptr[t + 1] - lo
+            for j in range(n):
+                ws_s[j] = b_data[lo + j]
+                ws_i[j] = <index_t>j
+            # best width + 2 by (value desc, position asc); positions ascend with merchants
+            select_best(&ws_s[0], &ws_i[0], n, k + 1)
+            sort_best_first(&ws_s[0], &ws_i[0], k + 1)
+            H = &heads[r * stride]
+            H[width + 2] = ws_i[width - 1]
+            H[width + 3] = ws_i[width]
+            H[width + 4] = ws_i[width + 1]
+            weak = ws_i[width]
+            sort_by_index(&ws_s[0], &ws_i[0], k)
+            for j in range(k):
+                H[j] = ws_i[j]
+                if ws_i[j] == weak:
+                    H[width + 1] = <index_t>j
+            head_ptr[t] = <index_t>(r * stride)
+
+
 cdef Py_ssize_t _single_entry_row(
     Py_ssize_t u, bint skip_diag, floating a, const index_t* b_indices, const floating* b_data,
     Py_ssize_t lo, Py_ssize_t hi, floating threshold, Py_ssize_t width, floating* acc,
@@ -422,6 +504,16 @@ cdef Py_ssize_t _single_entry_row(
     cdef floating v, kv = -INFINITY
     cdef index_t m
     cdef bint ok, tie
+    if hi - lo <= width + 1 and threshold < 0:
+        # short row, every score (> 0) passes: all of it but u, unless u is not there
+        for q in range(lo, hi):
+            m = b_indices[q]
+            bs[nb] = a * b_data[q]
+            bi[nb] = m
+            nb += not skip_diag or m != u
+        if nb <= width:
+            return nb
+        nb = 0
     for q in range(lo, hi):
         v = a * b_data[q]
         acc[c] = v
@@ -472,8 +564,8 @@ cdef Py_ssize_t _small_row(
         bs[c] = v
         bi[c] = m
         c += v > threshold
-    # the tie scratch holds nt >= c entries, so the cut never gives up
-    return _cut_by_index(bs, bi, c, width, n_desc != 0, acc, val, touched, nt, bs, bi)
+    # the tie scratch holds n_cols + 1 > nt >= c entries, so the cut never gives up
+    return _cut_by_index(bs, bi, c, width, n_desc != 0, acc, val, touched, nt + 1, bs, bi)
 
 
 cdef Py_ssize_t _cut_by_index(
@@ -489,11 +581,13 @@ cdef Py_ssize_t _cut_by_index(
     are places left (``t``).  Candidates in ascending merchant order (not ``unordered``) keep
     the first ties met, which are the lowest merchants.  Otherwise, when ties outnumber the
     places, the tied merchants are gathered into ``ti`` (``tv`` is the sort's companion; both
-    hold ``tcap`` entries) and sorted, and the cut keeps the ties up to the t-th lowest; more
-    than ``tcap`` ties return -1 with nothing written (the caller selects another way).
+    hold ``tcap`` entries, and the gather writes one past the ties) and sorted, and the cut
+    keeps the ties up to the t-th lowest; ``tcap`` ties or more return -1 with nothing
+    written (the caller selects another way).
     The kept entries go to ``out_v``/``out_i`` (which may be ``vs``/``ix``: writes never
     overtake reads, but the tie scratch must not overlap the candidates), sorted by merchant
-    when ``unordered``.  Returns their number.
+    when ``unordered`` (a merge sort of the ascending runs, with the entries after the kept
+    ones as scratch: ``out_v``/``out_i`` hold ``2 * width``).  Returns their number.
     """
     cdef Py_ssize_t j, g, nb = 0, gt = 0, eq = 0, t, taken = 0
     cdef index_t m, ki
@@ -514,7 +608,7 @@ cdef Py_ssize_t _cut_by_index(
         t = width - gt
         if unordered and eq > t:
             # the t lowest merchants among the ties
-            if eq > tcap:
+            if eq >= tcap:
                 return -1
             g = 0
             for j in range(c):
@@ -538,7 +632,7 @@ cdef Py_ssize_t _cut_by_index(
                 out_i[nb] = m
                 nb += (v > kv) | tie
     if unordered:
-        sort_by_index(out_v, out_i, nb)
+        merge_sort_by_index(out_v, out_i, nb, out_v + nb, out_i + nb)
     return nb
 
 
@@ -630,6 +724,7 @@ def fused_topk(
     floating[:, ::1] ws_gs, index_t[:, ::1] ws_gi,
     floating[:, ::1] ws_buf_s, index_t[:, ::1] ws_buf_i,
     int n_threads, bint skip_diag=False, bint by_index=False, bint positive=False,
+    const index_t[::1] head_ptr=None, const index_t[::1] heads=None,
 ):
     """Top-k merchants for users ``row_start <= u < row_end`` (see ``_topk.pyi``)."""
     cdef Py_ssize_t n_cols = weight.shape[0]
@@ -642,6 +737,11 @@ def fused_topk(
     cdef const floating* f_dt = NULL
     cdef const index_t* e_ip = NULL
     cdef const index_t* e_ix = NULL
+    cdef const index_t* h_ptr = NULL
+    cdef const index_t* h_dat = NULL
+    if head_ptr is not None and heads is not None and head_ptr.shape[0] > 0 and heads.shape[0] > 0:
+        h_ptr = &head_ptr[0]
+        h_dat = &heads[0]
     if has_f:
         f_ip = &f_indptr[0]
         if f_indices.shape[0] > 0:
@@ -670,7 +770,7 @@ def fused_topk(
                   &ws_acc[t, 0], &ws_mark[t, 0], &ws_pair[t, 0], &ws_touched[t, 0],
                   &ws_val[t, 0], &ws_gm[t, 0], &ws_gs[t, 0], &ws_gi[t, 0], ws_gm.shape[1],
                   &ws_buf_s[t, 0], &ws_buf_i[t, 0], ws_buf_s.shape[1],
-                  skip_diag, by_index, positive)
+                  skip_diag, by_index, positive, h_ptr, h_dat)
 
 
 def score_row(
