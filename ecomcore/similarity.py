@@ -62,7 +62,7 @@ from ecomcore._validation import (
 )
 from ecomcore.ranking import _make_workspace, _scan_min
 from ecomcore.topk import TopK
-from ecomcore_ext import _swing, _topk
+from ecomcore_ext import _columns, _swing, _topk
 
 __all__ = ["item_similarity", "SIMILARITY_METHODS"]
 
@@ -75,10 +75,14 @@ ArrayLike = Any
 def _weights(x: sp.csr_array, method: str, K1: float, B: float) -> sp.csr_array:
     """Users x items weights W (float64) for the cosine / BM25 self-join."""
     n_items = x.shape[1]
-    w = x.astype(np.float64)
+    # a new matrix sharing x's structure; its data array is replaced below, never written
+    w = sp.csr_array((np.asarray(x.data, np.float64), x.indices, x.indptr), shape=x.shape)
     if method == "cosine":
-        norm = np.sqrt(np.bincount(w.indices, weights=w.data * w.data, minlength=n_items))
-        w.data = w.data / norm[w.indices]
+        sumsq = np.zeros(n_items)
+        _columns.column_sumsq(w.indices, w.data, sumsq)  # bincount's sums, without temporaries
+        out = np.empty_like(w.data)
+        _columns.divide_columns(w.indices, w.data, np.sqrt(sumsq), out)
+        w.data = out
         return w
     df = np.diff(w.indptr).astype(np.float64)  # items per user
     idf = np.log(float(n_items)) - np.log1p(df)
@@ -88,6 +92,26 @@ def _weights(x: sp.csr_array, method: str, K1: float, B: float) -> sp.csr_array:
     rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))
     w.data = w.data * (K1 + 1.0) / (K1 * norm[w.indices] + w.data) * idf[rows]
     return w
+
+
+def _cast_transpose(w: sp.csr_array, vdt: np.dtype) -> tuple[sp.csr_array, sp.csr_array]:
+    """W in ``vdt`` and its transpose (items x users, sorted indices), in one pass."""
+    idt = w.indptr.dtype  # holds nnz
+    indices = w.indices.astype(idt, copy=False)
+    data = np.empty(w.nnz, vdt)
+    t_indptr = np.empty(w.shape[1] + 1, idt)
+    t_indices = np.empty(w.nnz, idt)
+    t_data = np.empty(w.nnz, vdt)
+    bad = _columns.cast_transpose(
+        w.indptr, indices, w.data, data, t_indptr, t_indices, t_data, np.empty(w.shape[1], idt)
+    )
+    if bad:
+        raise ValueError(f"user_items: the weights overflow {vdt}; pass float64")
+    out = sp.csr_array((data, indices, w.indptr), shape=w.shape)
+    out.has_sorted_indices = w.has_sorted_indices
+    wt = sp.csr_array((t_data, t_indices, t_indptr), shape=(w.shape[1], w.shape[0]))
+    wt.has_sorted_indices = True
+    return out, wt
 
 
 def _empty(n: int, vdt: np.dtype) -> sp.csr_array:
@@ -297,12 +321,7 @@ def item_similarity(
         w = _weights(x, method, K1, B)
         if not np.isfinite(w.data).all():
             raise ValueError("user_items: the weights overflow float64")
-        with np.errstate(over="ignore"):
-            w = w.astype(vdt)
-        if not np.isfinite(w.data).all():
-            raise ValueError(f"user_items: the weights overflow {vdt}; pass float64")
-        wt = sp.csr_array(w.T.tocsr())
-        wt.sort_indices()
+        w, wt = _cast_transpose(w, vdt)
         if shrink == 0 and min_support == 1:
             return _selfjoin(wt, w, width, bool(count_self), nt, vdt)
         if int(np.diff(wt.indptr).max()) >= np.iinfo(np.int32).max:

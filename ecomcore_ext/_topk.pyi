@@ -50,6 +50,8 @@ def fused_topk(
     skip_diag: bool = False,
     by_index: bool = False,
     positive: bool = False,
+    head_ptr: IndexArray | None = None,
+    heads: IndexArray | None = None,
 ) -> None:
     """Top-k of ``(A[u] @ B + follow_weight * F[u]) * weight`` for ``row_start <= u < row_end``.
 
@@ -65,7 +67,30 @@ def fused_topk(
     0, ``ws_pair`` with NaN in even and the weights in odd slots, ``ws_touched`` and ``ws_val``
     of ``n_merchants + 1`` entries, group-maximum arrays (``n_merchants // 8 + 2`` entries let
     every row use the finest groups) and candidate buffers of a capacity above twice the
-    output width; they are returned in the same state.
+    output width; they are returned in the same state.  ``head_ptr``/``heads`` (from
+    ``row_heads``, positive column-order mode only) let a row with one stored entry
+    ``A[u, t]`` take its best entries from the precomputed head of ``B[t]`` when the
+    threshold is negative.
+    """
+
+def row_heads(
+    b_indptr: IndexArray,
+    b_data: FloatArray,
+    rows: IndexArray,
+    width: int,
+    head_ptr: IndexArray,
+    heads: IndexArray,
+    ws_s: FloatArray,
+    ws_i: IndexArray,
+) -> None:
+    """Precompute, for each row t of B in ``rows`` (each with at least ``width + 2`` entries),
+    its best ``width + 2`` entries by (value desc, position asc).
+
+    Block r of ``width + 5`` entries in ``heads`` (``head_ptr[t] = r * (width + 5)``; other
+    entries of ``head_ptr`` stay as the caller set them, -1) holds the positions within the
+    row of its ``width + 1`` best entries in ascending order, then the place in that list of
+    the rank-``width`` entry, then the positions of the entries ranked ``width - 1``,
+    ``width`` and ``width + 1`` (0-based).  ``ws_s``/``ws_i`` hold the longest such row.
     """
 
 def score_row(
