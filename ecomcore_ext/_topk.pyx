@@ -323,48 +323,9 @@ cdef void _topk_row(
             # maximum, so only a positive bar is known to come from real candidates
             bar = -INFINITY
 
-    if by_index and n_desc == 0:
-        # candidates in ascending order (always so for dense rows): keep it, no sort needed
-        nb = _stable_pass(sparse, n_items, n_groups, G, gm, val, touched,
-                          acc, mark, weight, threshold, bar, width, bs, bi, positive)
-        if not sparse:
-            memset(acc, 0, n_cols * sizeof(floating))
-            if not positive:
-                memset(mark, 0, n_cols)
-        _write_row(bs, bi, nb, width, out_idx, out_score, out_count)
-        return
     if by_index:
-        # sparse row, candidates out of order: compact the ones reaching the bar in place
-        # (writes never overtake reads), then cut them as a small row
-        nb = 0
-        for g in range(n_groups):
-            v = gm[g]
-            if not (v > threshold and v >= bar):
-                continue
-            j0 = g * G
-            j1 = j0 + G
-            if j1 > n_items:
-                j1 = n_items
-            for j in range(j0, j1):
-                v = val[j]
-                m = touched[j]
-                val[nb] = v
-                touched[nb] = m
-                nb += (v > threshold) & (v >= bar)
-        n_items = nb
-        nb = _cut_by_index(val, touched, n_items, width, True, acc, bs, bi, cap, bs, bi)
-        if nb < 0:
-            # more ties at the cut than the buffer holds: offer them with explicit tie order
-            nb = 0
-            for j in range(n_items):
-                v = val[j]
-                m = touched[j]
-                if not full or v > kv or (v == kv and m < ki):
-                    _offer(v, m, bs, bi, &nb, cap, width, &kv, &ki, &full)
-            if nb > width:
-                select_best(bs, bi, nb, width)
-                nb = width
-            sort_by_index(bs, bi, nb)
+        nb = _by_index_pass(sparse, positive, n_items, n_cols, n_groups, G, gm, val, touched,
+                            acc, mark, weight, threshold, bar, width, n_desc != 0, bs, bi, cap)
         _write_row(bs, bi, nb, width, out_idx, out_score, out_count)
         return
 
@@ -636,29 +597,27 @@ cdef Py_ssize_t _cut_by_index(
     return nb
 
 
-cdef Py_ssize_t _stable_pass(
-    bint sparse, Py_ssize_t n_items, Py_ssize_t n_groups, Py_ssize_t G, const floating* gm,
-    const floating* val, const index_t* touched, floating* acc, const unsigned char* mark,
-    const floating* weight, floating threshold, floating bar, Py_ssize_t width,
-    floating* bs, index_t* bi, bint positive,
+cdef Py_ssize_t _by_index_pass(
+    bint sparse, bint positive, Py_ssize_t n_items, Py_ssize_t n_cols, Py_ssize_t n_groups,
+    Py_ssize_t G, const floating* gm, floating* val, index_t* touched, floating* acc,
+    unsigned char* mark, const floating* weight, floating threshold, floating bar,
+    Py_ssize_t width, bint unordered, floating* bs, index_t* bi, Py_ssize_t cap,
 ) noexcept nogil:
-    """Pass 2 for rows written in column order: keep the best ``width`` in candidate order.
+    """Pass 2 for rows written in column order: the best ``width``, in merchant order.
 
-    1. The scores of the groups and values that reach the bar are copied to a scratch
-       (``acc`` for sparse rows, all 0 there and reset here; ``val`` for dense rows, unused
-       there), where a value-only selection finds the width-th best score ``kv``.
-    2. A second scan keeps every score above ``kv`` and, of the scores equal to it, the first
-       ones met (the lowest merchants: candidates arrive in ascending merchant order), as many
-       as there are places left.
-    ``bs``/``bi`` (capacity > ``width``) receive the kept entries in candidate order and their
-    number is returned.  Branch-free stores: which candidates reach the bar and which
-    are kept is data-dependent and would mispredict.
+    The candidates of the groups that reach the bar, and themselves reach it, are compacted
+    into ``val``/``touched`` in candidate order (sparse rows in place: writes never overtake
+    reads; dense rows from the accumulator, which is then reset and serves as the cut's
+    zeroed scratch), and ``_cut_by_index`` keeps the best ``width``.  Candidate order is
+    ascending merchant order for dense rows and sparse rows unless ``unordered``.  When the
+    cut gives up (more ties at the k-th score than ``bs`` holds, unordered rows only) the
+    compacted candidates are offered with explicit tie order instead.  Branch-free stores:
+    which candidates reach the bar is data-dependent and would mispredict.
     """
-    cdef floating* S = acc if sparse else <floating*>val
-    cdef Py_ssize_t g, j, j0, j1, c = 0, nb = 0, gt = 0, eq = 0, t = 0, taken = 0
-    cdef floating v, kv = -INFINITY
-    cdef bint ok, tie
-    cdef index_t m
+    cdef Py_ssize_t g, j, j0, j1, c = 0, nb = 0
+    cdef floating v, kv = 0
+    cdef index_t m, ki = 0
+    cdef bint full = False
     for g in range(n_groups):
         v = gm[g]
         if not (v > threshold and v >= bar):
@@ -667,45 +626,35 @@ cdef Py_ssize_t _stable_pass(
         j1 = j0 + G
         if j1 > n_items:
             j1 = n_items
-        for j in range(j0, j1):
-            if sparse:
-                v = val[j]
-                ok = (v > threshold) & (v >= bar)
-            else:
-                v = acc[j] * weight[j]
-                ok = _reached(j, positive, acc, mark) & (v > threshold) & (v >= bar)
-            S[c] = v
-            c += ok
-    if c > width:
-        kv = kth_largest(S, c, width)
-        for j in range(c):
-            gt += S[j] > kv
-            eq += S[j] == kv
-        t = width - gt
-    if sparse:
-        memset(acc, 0, n_items * sizeof(floating))
-    for g in range(n_groups):
-        v = gm[g]
-        if not (v > threshold and v >= bar):
-            continue
-        j0 = g * G
-        j1 = j0 + G
-        if j1 > n_items:
-            j1 = n_items
-        for j in range(j0, j1):
-            if sparse:
+        if sparse:
+            for j in range(j0, j1):
                 v = val[j]
                 m = touched[j]
-                ok = (v > threshold) & (v >= bar)
-            else:
+                val[c] = v
+                touched[c] = m
+                c += (v > threshold) & (v >= bar)
+        else:
+            for j in range(j0, j1):
                 v = acc[j] * weight[j]
-                m = <index_t>j
-                ok = _reached(j, positive, acc, mark) & (v > threshold) & (v >= bar)
-            tie = ok & (v == kv) & (taken < t)
-            taken += tie
-            bs[nb] = v
-            bi[nb] = m
-            nb += (ok & (v > kv)) | tie
+                val[c] = v
+                touched[c] = <index_t>j
+                c += _reached(j, positive, acc, mark) & (v > threshold) & (v >= bar)
+    if not sparse:
+        memset(acc, 0, n_cols * sizeof(floating))
+        if not positive:
+            memset(mark, 0, n_cols)
+    nb = _cut_by_index(val, touched, c, width, unordered, acc, bs, bi, cap, bs, bi)
+    if nb < 0:
+        nb = 0
+        for j in range(c):
+            v = val[j]
+            m = touched[j]
+            if not full or v > kv or (v == kv and m < ki):
+                _offer(v, m, bs, bi, &nb, cap, width, &kv, &ki, &full)
+        if nb > width:
+            select_best(bs, bi, nb, width)
+            nb = width
+        sort_by_index(bs, bi, nb)
     return nb
 
 
