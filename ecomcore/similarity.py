@@ -167,6 +167,8 @@ def _selfjoin(wt: sp.csr_array, w: sp.csr_array, width: int, count_self: bool, n
     positive = lo > 0 and lo * lo > float(np.finfo(vdt).tiny)
     ws = _make_workspace(nt, n, width, ones, idt)
     heads = _row_heads(wt, w, a[0], b, width, idt) if positive else (None, None)
+    # the accumulation streams B's indices: 16 bits each when the items allow
+    b16 = w.indices.astype(np.uint16) if positive and n <= 1 << 16 else None
     itemsize = np.dtype(vdt).itemsize + idt.itemsize
     rows = max(64 * nt, _BLOCK_BYTES // (width * itemsize))
     rows = min(rows, n)
@@ -184,7 +186,8 @@ def _selfjoin(wt: sp.csr_array, w: sp.csr_array, width: int, count_self: bool, n
         _topk.fused_topk(
             *a, *b, ones, empty, empty, np.zeros(0, vdt), vdt.type(0), empty, empty,
             vdt.type(-np.inf), _scan_min(n), r0, r1, buf_idx[:m], buf_sc[:m], buf_cnt[:m],
-            *ws, nt, skip_diag=not count_self, by_index=True, positive=positive, head_ptr=heads[0], heads=heads[1],
+            *ws, nt, skip_diag=not count_self, by_index=True, positive=positive,
+            head_ptr=heads[0], heads=heads[1], b_indices16=b16,
         )  # fmt: skip
         pos = _topk.compact_rows(buf_idx[:m], buf_sc[:m], buf_cnt[:m], r0, count_self, pos, indptr, indices, data)
     # give the unused tail back (realloc shrinks in place; its pages were never touched)

@@ -52,6 +52,7 @@ def fused_topk(
     positive: bool = False,
     head_ptr: IndexArray | None = None,
     heads: IndexArray | None = None,
+    b_indices16: npt.NDArray[np.uint16] | None = None,
 ) -> None:
     """Top-k of ``(A[u] @ B + follow_weight * F[u]) * weight`` for ``row_start <= u < row_end``.
 
@@ -70,7 +71,8 @@ def fused_topk(
     output width; they are returned in the same state.  ``head_ptr``/``heads`` (from
     ``row_heads``, positive column-order mode only) let a row with one stored entry
     ``A[u, t]`` take its best entries from the precomputed head of ``B[t]`` when the
-    threshold is negative.
+    threshold is negative.  ``b_indices16`` (positive mode only) is a copy of ``b_indices``
+    as 16-bit integers (fewer than 65,536 merchants), which the accumulation then reads.
     """
 
 def row_heads(

@@ -8,7 +8,7 @@ GIL is released for the whole row loop.
 from cython.parallel cimport prange, threadid
 from libc.string cimport memcpy, memset
 from libc.math cimport INFINITY, NAN
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint16_t
 
 from ecomcore_ext._types cimport floating, index_t
 from ecomcore_ext._select cimport (
@@ -120,15 +120,17 @@ cdef inline Py_ssize_t _accumulate(
 
 cdef inline Py_ssize_t _accumulate_positive(
     Py_ssize_t a_lo, Py_ssize_t a_hi, const index_t* a_indices, const floating* a_data,
-    const index_t* b_indptr, const index_t* b_indices, const floating* b_data,
-    floating* acc, index_t* touched, bint sparse,
+    const index_t* b_indptr, const index_t* b_indices, const uint16_t* b_ix16,
+    const floating* b_data, floating* acc, index_t* touched, bint sparse,
 ) noexcept nogil:
     """``_accumulate`` for the positive mode: every product ``a * b`` is > 0, no follows.
 
     A sum is then > 0 exactly when the merchant was reached, so ``acc`` alone (all 0 on
     entry) serves both kinds of row: no marks and no (sum, weight) pairs, half the memory
     traffic per multiply-add.  Sparse rows append a merchant to ``touched`` when its sum was
-    still 0 (branch-free, as in ``_accumulate``) and return their number.
+    still 0 (branch-free, as in ``_accumulate``) and return their number.  ``b_ix16`` (or
+    NULL) is B's column indices as 16-bit integers (fewer than 65,536 merchants): the same
+    loops then stream 6 bytes per product instead of 8 or 12.
     """
     cdef Py_ssize_t p, q, q_hi, nt = 0
     cdef index_t m
@@ -137,7 +139,20 @@ cdef inline Py_ssize_t _accumulate_positive(
         a = a_data[p]
         q_hi = b_indptr[a_indices[p] + 1]
         q = b_indptr[a_indices[p]]
-        if sparse:
+        if b_ix16 != NULL:
+            if sparse:
+                while q < q_hi:
+                    m = b_ix16[q]
+                    v = acc[m]
+                    touched[nt] = m
+                    nt += v == 0
+                    acc[m] = v + a * b_data[q]
+                    q += 1
+            else:
+                while q < q_hi:
+                    acc[b_ix16[q]] += a * b_data[q]
+                    q += 1
+        elif sparse:
             while q < q_hi:
                 m = b_indices[q]
                 v = acc[m]
@@ -212,7 +227,7 @@ cdef void _topk_row(
     floating* val, floating* gm, floating* gs, index_t* gi, Py_ssize_t gcap,
     floating* bs, index_t* bi, Py_ssize_t cap,
     bint skip_diag, bint by_index, bint positive,
-    const index_t* head_ptr, const index_t* heads,
+    const index_t* head_ptr, const index_t* heads, const uint16_t* b_ix16,
 ) noexcept nogil:
     # Selection in two passes over the row's candidates:
     # 1. sparse rows gather each touched merchant's weighted score into ``val`` (NaN when
@@ -261,7 +276,7 @@ cdef void _topk_row(
 
     if positive:
         nt = _accumulate_positive(a_indptr[u], a_indptr[u + 1], a_indices, a_data,
-                                  b_indptr, b_indices, b_data, acc, touched, sparse)
+                                  b_indptr, b_indices, b_ix16, b_data, acc, touched, sparse)
     else:
         nt = _accumulate(a_indptr[u], a_indptr[u + 1], a_indices, a_data,
                          b_indptr, b_indices, b_data, weight,
@@ -674,6 +689,7 @@ def fused_topk(
     floating[:, ::1] ws_buf_s, index_t[:, ::1] ws_buf_i,
     int n_threads, bint skip_diag=False, bint by_index=False, bint positive=False,
     const index_t[::1] head_ptr=None, const index_t[::1] heads=None,
+    const uint16_t[::1] b_indices16=None,
 ):
     """Top-k merchants for users ``row_start <= u < row_end`` (see ``_topk.pyi``)."""
     cdef Py_ssize_t n_cols = weight.shape[0]
@@ -688,6 +704,9 @@ def fused_topk(
     cdef const index_t* e_ix = NULL
     cdef const index_t* h_ptr = NULL
     cdef const index_t* h_dat = NULL
+    cdef const uint16_t* b_ix16 = NULL
+    if positive and b_indices16 is not None and b_indices16.shape[0] > 0:
+        b_ix16 = &b_indices16[0]
     if head_ptr is not None and heads is not None and head_ptr.shape[0] > 0 and heads.shape[0] > 0:
         h_ptr = &head_ptr[0]
         h_dat = &heads[0]
@@ -719,7 +738,7 @@ def fused_topk(
                   &ws_acc[t, 0], &ws_mark[t, 0], &ws_pair[t, 0], &ws_touched[t, 0],
                   &ws_val[t, 0], &ws_gm[t, 0], &ws_gs[t, 0], &ws_gi[t, 0], ws_gm.shape[1],
                   &ws_buf_s[t, 0], &ws_buf_i[t, 0], ws_buf_s.shape[1],
-                  skip_diag, by_index, positive, h_ptr, h_dat)
+                  skip_diag, by_index, positive, h_ptr, h_dat, b_ix16)
 
 
 def score_row(
