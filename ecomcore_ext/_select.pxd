@@ -174,8 +174,9 @@ cdef inline floating _kth_largest_heap(floating* s, Py_ssize_t n, Py_ssize_t k) 
 cdef inline floating kth_largest(floating* s, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
     """Return the ``k``-th largest of ``n`` values (``1 <= k <= n``), reordering ``s``.
 
-    Quickselect with a three-way split (larger | equal | smaller, two branch-free passes), so
-    that runs of equal values, common among scores, end the search instead of degrading it.
+    Quickselect with a three-way split (larger | equal | smaller, two branch-free passes; the
+    second only when the target is not among the larger values), so that runs of equal
+    values, common among scores, end the search instead of degrading it.
     """
     cdef Py_ssize_t lo = 0, hi = n - 1, i, j, store, eq_end, mid, depth = 0, limit = 2, m = n
     cdef floating ps, ts
@@ -208,18 +209,18 @@ cdef inline floating kth_largest(floating* s, Py_ssize_t n, Py_ssize_t k) noexce
             s[i] = s[store]
             s[store] = ts
             store += ts > ps
+        if k < store:  # the target is among the larger values: no need to split the rest
+            hi = store - 1
+            continue
         eq_end = store
         for i in range(store, hi + 1):  # then the values equal to the pivot
             ts = s[i]
             s[i] = s[eq_end]
             s[eq_end] = ts
             eq_end += ts == ps
-        if k < store:
-            hi = store - 1
-        elif k < eq_end:
+        if k < eq_end:
             return ps
-        else:
-            lo = eq_end
+        lo = eq_end
     return s[k]
 
 
