@@ -249,7 +249,7 @@ cdef void _topk_row(
     cdef Py_ssize_t f_lo = 0, f_hi = 0
     cdef Py_ssize_t work = 0
     cdef bint sparse, full = False
-    cdef index_t m, ki = 0
+    cdef index_t m, ki = 0, prev
     cdef floating v, kv = 0, bar = -INFINITY
 
     if positive and by_index and not has_e and a_indptr[u + 1] - a_indptr[u] == 1:
@@ -296,19 +296,23 @@ cdef void _topk_row(
                             positive)
             _write_row(bs, bi, nb, width, out_idx, out_score, out_count)
             return
+        # gather the scores, resetting the workspace (and count the descents in the order)
+        prev = -1
         if positive:
             for j in range(nt):
                 m = touched[j]
                 val[j] = acc[m]
                 acc[m] = 0
+                n_desc += m < prev
+                prev = m
         else:
             for j in range(nt):
                 m = touched[j]
                 val[j] = pair[2 * <Py_ssize_t>m] * pair[2 * <Py_ssize_t>m + 1]
                 pair[2 * <Py_ssize_t>m] = NAN
-        if by_index:
-            for j in range(1, nt):
-                n_desc += touched[j] < touched[j - 1]
+            if by_index:  # (kept out of the ranking path's loop)
+                for j in range(1, nt):
+                    n_desc += touched[j] < touched[j - 1]
     else:
         n_items = n_cols
     # about 8 * width groups or more: the bar then sits close to the true k-th best
