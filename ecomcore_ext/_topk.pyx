@@ -34,6 +34,12 @@ cdef extern from *:
     int ECOMCORE_OPENMP
     int ec_max_threads() nogil
 
+# Column indices of B as the accumulation reads them: a 16-bit copy when the merchants allow.
+ctypedef fused column_t:
+    uint16_t
+    int32_t
+    int64_t
+
 # Selection works on groups of GROUP consecutive candidate scores: one vectorised max per group
 # decides whether any of them can enter the top-k.
 cdef enum:
@@ -133,37 +139,36 @@ cdef inline Py_ssize_t _accumulate_positive(
     loops then stream 6 bytes per product instead of 8 or 12.
     """
     cdef Py_ssize_t p, q, q_hi, nt = 0
-    cdef index_t m
-    cdef floating a, v
     for p in range(a_lo, a_hi):
-        a = a_data[p]
-        q_hi = b_indptr[a_indices[p] + 1]
         q = b_indptr[a_indices[p]]
+        q_hi = b_indptr[a_indices[p] + 1]
         if b_ix16 != NULL:
-            if sparse:
-                while q < q_hi:
-                    m = b_ix16[q]
-                    v = acc[m]
-                    touched[nt] = m
-                    nt += v == 0
-                    acc[m] = v + a * b_data[q]
-                    q += 1
-            else:
-                while q < q_hi:
-                    acc[b_ix16[q]] += a * b_data[q]
-                    q += 1
-        elif sparse:
-            while q < q_hi:
-                m = b_indices[q]
-                v = acc[m]
-                touched[nt] = m
-                nt += v == 0
-                acc[m] = v + a * b_data[q]
-                q += 1
+            nt = _scatter_positive(b_ix16, b_data, q, q_hi, a_data[p], acc, touched, nt, sparse)
         else:
-            while q < q_hi:
-                acc[b_indices[q]] += a * b_data[q]
-                q += 1
+            nt = _scatter_positive(b_indices, b_data, q, q_hi, a_data[p], acc, touched, nt,
+                                   sparse)
+    return nt
+
+
+cdef inline Py_ssize_t _scatter_positive(
+    const column_t* cols, const floating* b_data, Py_ssize_t q, Py_ssize_t q_hi, floating a,
+    floating* acc, index_t* touched, Py_ssize_t nt, bint sparse,
+) noexcept nogil:
+    """Add ``a * B[t, :]`` (entries ``q:q_hi``) for ``_accumulate_positive``; returns ``nt``."""
+    cdef index_t m
+    cdef floating v
+    if sparse:
+        while q < q_hi:
+            m = <index_t>cols[q]
+            v = acc[m]
+            touched[nt] = m
+            nt += v == 0
+            acc[m] = v + a * b_data[q]
+            q += 1
+    else:
+        while q < q_hi:
+            acc[cols[q]] += a * b_data[q]
+            q += 1
     return nt
 
 
