@@ -24,6 +24,11 @@ cdef extern from *:
     #ifndef ECOMCORE_OPENMP
     #define ECOMCORE_OPENMP 0
     #endif
+    #if defined(__GNUC__) || defined(__clang__)
+    #define EC_PREFETCH(p) __builtin_prefetch((const void *)(p))
+    #else
+    #define EC_PREFETCH(p) ((void)0)
+    #endif
     #if ECOMCORE_OPENMP
     #include <omp.h>
     static int ec_max_threads(void) { return omp_get_max_threads(); }
@@ -33,6 +38,7 @@ cdef extern from *:
     """
     int ECOMCORE_OPENMP
     int ec_max_threads() nogil
+    void EC_PREFETCH(const void* p) nogil
 
 # Column indices of B as the accumulation reads them: a 16-bit copy when the merchants allow.
 ctypedef fused column_t:
@@ -45,6 +51,9 @@ ctypedef fused column_t:
 cdef enum:
     GROUP = 8
     GROUP_LONG = 64
+    # rows of B ahead of the current one whose heads the positive accumulation prefetches
+    # (paired A/B on the synthetic self-join, 1 to 6 rows ahead: 0.89-0.97x the time)
+    PREFETCH_ROWS = 3
 
 
 def openmp_enabled():
@@ -138,10 +147,18 @@ cdef inline Py_ssize_t _accumulate_positive(
     NULL) is B's column indices as 16-bit integers (fewer than 65,536 merchants): the same
     loops then stream 6 bytes per product instead of 8 or 12.
     """
-    cdef Py_ssize_t p, q, q_hi, nt = 0
+    cdef Py_ssize_t p, q, q_hi, nt = 0, r
     for p in range(a_lo, a_hi):
         q = b_indptr[a_indices[p]]
         q_hi = b_indptr[a_indices[p] + 1]
+        if p + PREFETCH_ROWS < a_hi:
+            # the rows of B come in A's order, at random: start loading a later row's head
+            r = b_indptr[a_indices[p + PREFETCH_ROWS]]
+            EC_PREFETCH(b_data + r)
+            if b_ix16 != NULL:
+                EC_PREFETCH(b_ix16 + r)
+            else:
+                EC_PREFETCH(b_indices + r)
         if b_ix16 != NULL:
             nt = _scatter_positive(b_ix16, b_data, q, q_hi, a_data[p], acc, touched, nt, sparse)
         else:
