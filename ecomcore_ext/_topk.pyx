@@ -155,8 +155,10 @@ cdef inline Py_ssize_t _accumulate_positive(
             # the rows of B come in A's order, at random: start loading a later row's head
             r = b_indptr[a_indices[p + PREFETCH_ROWS]]
             EC_PREFETCH(b_data + r)
+            EC_PREFETCH(b_data + r + 16)
             if b_ix16 != NULL:
                 EC_PREFETCH(b_ix16 + r)
+                EC_PREFETCH(b_ix16 + r + 32)
             else:
                 EC_PREFETCH(b_indices + r)
         if b_ix16 != NULL:
