@@ -90,10 +90,14 @@ cdef inline Py_ssize_t _accumulate(
     to ``touched`` and their number is returned.  Dense rows use ``acc`` (all 0 on entry) and
     set ``mark[m] = 1`` (plain stores, no data-dependent branch in the hot loop); 0 is returned.
     """
-    cdef Py_ssize_t p, q, q_hi, nt = 0
+    cdef Py_ssize_t p, q, q_hi, nt = 0, r
     cdef index_t m
     cdef floating a, v, x
     for p in range(a_lo, a_hi):
+        if p + PREFETCH_ROWS < a_hi:
+            r = b_indptr[a_indices[p + PREFETCH_ROWS]]
+            EC_PREFETCH(b_indices + r)
+            EC_PREFETCH(b_data + r)
         a = a_data[p]
         q_hi = b_indptr[a_indices[p] + 1]
         q = b_indptr[a_indices[p]]
