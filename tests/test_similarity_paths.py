@@ -14,6 +14,8 @@ float32/float64 input and n_threads 1/2:
 * hub items reached through many users: hundreds of candidates, scattered or ascending, with
   more ties at the k-th score than places left and than the candidate buffer holds, and tie
   counts from ``cap - 2`` to ``cap + 2`` (``cap = 2 * top_n + 16``, the candidate buffer);
+  with top_n 300 also ``cap`` ties followed by a lower candidate, where one write past the
+  buffer leaves its allocation for n_threads 1 (AddressSanitizer builds report it);
 * dense rows (a user holding 30 % of the items, or every item: BM25 weights < 0) among them;
 * hypothesis-drawn mixtures of the above.
 
@@ -116,12 +118,14 @@ class Ref:
         work = nz.T.astype(np.int64) @ rowlen
         self.dense = work >= max(n // 4, 1)
         self.unordered = np.zeros(n, bool)
+        self.last_touched = np.full(n, -1)  # the last candidate other than the item, in touched order
         for i in range(n):
             if self.users_of[i].size > 1:
                 seq = np.concatenate([self.items_of[u] for u in self.users_of[i]])
                 _, first = np.unique(seq, return_index=True)
                 touched = seq[np.sort(first)]
                 self.unordered[i] = bool(np.any(np.diff(touched) < 0))
+                self.last_touched[i] = touched[touched != i][-1]
 
     def key(self, i: int, j: int) -> tuple:
         """The products summed into score (i, j), in summation order."""
@@ -192,9 +196,13 @@ class Ref:
         stats["single_user_tie_cut"] += int((tie_cut & self.single).sum())
         stats["single_user_cut"] += int((self.single & (counts > top_n)).sum())
         stats["long_unordered_tie"] += int((tie_cut & sparse & ~self.single & self.unordered & (counts > cap)).sum())
-        for e in eq[tie_cut & sparse & ~self.single & self.unordered & (counts > cap)]:
-            if abs(e - cap) <= 2:  # ties against the candidate buffer's size
-                stats[f"long_unordered_ties_cap{int(e - cap):+d}"] += 1
+        for i in np.flatnonzero(tie_cut & sparse & ~self.single & self.unordered & (counts > cap)):
+            if abs(eq[i] - cap) <= 2:  # ties against the candidate buffer's size
+                stats[f"long_unordered_ties_cap{int(eq[i] - cap):+d}"] += 1
+            # the cut gathers the tied merchants in touched order, writing one entry past the
+            # last tie for each later candidate: past the buffer were ``cap`` ties gathered
+            if eq[i] == cap and self.S[i, self.last_touched[i]] != kth[i]:
+                stats["long_unordered_ties_cap+0_untied_last"] += 1
         stats["long_ordered_tie"] += int((tie_cut & sparse & ~self.single & ~self.unordered & (counts > cap)).sum())
         stats["short_unordered_tie"] += int((tie_cut & sparse & self.unordered & (counts <= cap)).sum())
         stats["dense_tie"] += int((tie_cut & self.dense & ~self.single).sum())
@@ -426,21 +434,30 @@ def hub_matrix(top_n: int, dtype, seed: int = 0) -> np.ndarray:
     return _assemble(entries, user, n_items, dtype, perm_items=perm)
 
 
-def tie_count_matrix(top_n: int, dtype, seed: int = 0) -> np.ndarray:
+def tie_count_matrix(top_n: int, dtype, seed: int = 0, offsets: tuple | None = None, depths: tuple | None = None,
+                     n_pad: int = 0, untied_last: bool = False) -> np.ndarray:  # fmt: skip
     """Hub rows (scattered candidates, more than the buffer) with e ties at the k-th score.
 
     For e around the candidate buffer ``cap = 2 * top_n + 16``: each hub has 4 users holding
     it (value 1) and the same number of other items: d < top_n items shared by two of them
     (scores above), e items of their own (value 1: the tie), the rest shared with a filler
     user (scores below).  Fillers keep the rows sparse.
+
+    ``offsets``: e = cap + offset (default -2 ... 2, and 2 * cap); ``depths``: the d of every
+    e (default 0, top_n - 1 and a random one); ``n_pad``: items held by the fillers alone (a
+    row is dense once its users hold n_items / 4 items, so long rows need many items);
+    ``untied_last``: each hub's last user (the last one summed) holds a filler item after its
+    other items, so the hub's last candidate in touched order scores below the tie.
     """
     rng = np.random.default_rng(seed)
     cap = 2 * top_n + 16
     n_fill = 60
     fillers = list(range(n_fill))
     entries, n_items, user = [], 0, n_fill
-    for e in (cap - 2, cap - 1, cap, cap + 1, cap + 2, 2 * cap):
-        for d in (0, top_n - 1, int(rng.integers(0, top_n))):
+    last_held = []  # per hub: the last user's items, and its filler items
+    ties = (cap - 2, cap - 1, cap, cap + 1, cap + 2, 2 * cap) if offsets is None else [cap + o for o in offsets]
+    for e in ties:
+        for d in (0, top_n - 1, int(rng.integers(0, top_n))) if depths is None else depths:
             m = 4
             users = list(range(user, user + m))
             user += m
@@ -456,6 +473,7 @@ def tie_count_matrix(top_n: int, dtype, seed: int = 0) -> np.ndarray:
             for k in range(e):
                 held[users[(k + d) % m]].append(n_items)
                 n_items += 1
+            own = len(held[users[-1]])
             for u in users:
                 entries.append((u, hub, 1.0))
                 while len(held[u]) < R:
@@ -463,11 +481,19 @@ def tie_count_matrix(top_n: int, dtype, seed: int = 0) -> np.ndarray:
                     held[u].append(n_items)
                     n_items += 1
                 entries += [(u, i, 1.0) for i in held[u]]
-    for u in fillers:
-        for _ in range(4):
+            last_held.append(([hub, *held[users[-1]]], held[users[-1]][own:]))
+    for j, u in enumerate(fillers):
+        for _ in range(4 + n_pad // n_fill + (j < n_pad % n_fill)):
             entries.append((u, n_items, 1.0))
             n_items += 1
-    return _assemble(entries, user, n_items, dtype, perm_items=rng.permutation(n_items))
+    perm = rng.permutation(n_items)  # column j of the result is item perm[j]
+    if untied_last:
+        pos = np.argsort(perm)
+        for items, fill in last_held:
+            a, b = max(items, key=lambda i: pos[i]), fill[0]
+            pos[a], pos[b] = pos[b], pos[a]
+        perm = np.argsort(pos)
+    return _assemble(entries, user, n_items, dtype, perm_items=perm)
 
 
 # --------------------------------------------------------------------------------------------
@@ -531,6 +557,29 @@ def test_ties_around_the_buffer_size(top_n, method, dtype):
     for off in (-2, -1, 0, 1, 2):
         assert stats[f"long_unordered_ties_cap{off:+d}"] > 0, (off, stats)
     assert stats["tie_cut_over_cap"] > 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("method", METHODS)
+def test_ties_filling_a_large_buffer(method, dtype):
+    """Exactly ``cap`` ties (and cap -/+ 1) on long scattered rows, one thread, top_n 300.
+
+    The cut gathers the tied merchants into the candidate buffer, writing one entry past the
+    last tie for each later candidate, so ``cap`` ties gathered write one index past the
+    buffer.  Here that write leaves the allocation, where AddressSanitizer sees it: with
+    n_threads=1 the workspace holds one row (with two, the write lands in the next thread's
+    row), and 616 indices are a block of their own from malloc (NumPy serves blocks under
+    1 KiB from its cache).  The last candidate of each hub scores below the tie.
+    """
+    top_n = 300
+    cap = 2 * top_n + 16
+    assert cap * np.dtype(np.int32).itemsize > 2048
+    X, ref = get(tie_count_matrix, (top_n, dtype, 0, (-1, 0, 1), (0,), 500, True), method)
+    assert not ref.dense.any()
+    stats = run_all(X, ref, top_n)  # n_threads 1, then 2
+    for off in (-1, 0, 1):
+        assert stats[f"long_unordered_ties_cap{off:+d}"] > 0, (off, stats)
+    assert stats["long_unordered_ties_cap+0_untied_last"] > 0, stats
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
