@@ -83,15 +83,20 @@ cdef inline Py_ssize_t _partition(floating* s, index_t* x, Py_ssize_t lo, Py_ssi
     return store
 
 
+cdef inline int depth_limit(Py_ssize_t n) noexcept nogil:
+    """Partition depth past which the quick algorithms fall back to a heap: 2 + 2 log2(n)."""
+    cdef int limit = 2
+    while n > 1:
+        limit += 2
+        n >>= 1
+    return limit
+
+
 cdef inline void select_best(floating* s, index_t* x, Py_ssize_t n, Py_ssize_t k) noexcept nogil:
     """Reorder so that the best ``k`` of ``n`` pairs come first, the k-th best at ``k - 1``."""
-    cdef Py_ssize_t lo = 0, hi = n - 1, p, depth = 0, limit = 2
-    cdef Py_ssize_t m = n
+    cdef Py_ssize_t lo = 0, hi = n - 1, p, depth = 0, limit = depth_limit(n)
     if k <= 0 or k >= n:
         return
-    while m > 1:
-        limit += 2
-        m >>= 1
     while hi > lo:
         if hi - lo < 16 or depth > limit:
             if hi - lo < 16:
@@ -131,12 +136,7 @@ cdef inline void _quicksort(floating* s, index_t* x, Py_ssize_t lo, Py_ssize_t h
 
 cdef inline void sort_best_first(floating* s, index_t* x, Py_ssize_t n) noexcept nogil:
     """Sort ``n`` pairs best first (introsort: quicksort, heap sort past a depth limit)."""
-    cdef int depth = 2
-    cdef Py_ssize_t m = n
-    while m > 1:
-        depth += 2
-        m >>= 1
-    _quicksort(s, x, 0, n - 1, depth)
+    _quicksort(s, x, 0, n - 1, depth_limit(n))
 
 
 # Value-only selection (no indices, no tie order): for the selection bar, where only the value
@@ -178,11 +178,8 @@ cdef inline floating kth_largest(floating* s, Py_ssize_t n, Py_ssize_t k) noexce
     second only when the target is not among the larger values), so that runs of equal
     values, common among scores, end the search instead of degrading it.
     """
-    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, store, eq_end, mid, depth = 0, limit = 2, m = n
+    cdef Py_ssize_t lo = 0, hi = n - 1, i, j, store, eq_end, mid, depth = 0, limit = depth_limit(n)
     cdef floating ps, ts
-    while m > 1:
-        limit += 2
-        m >>= 1
     k -= 1  # target position when sorted descending
     while hi > lo:
         if hi - lo < 16:
@@ -309,12 +306,7 @@ cdef inline void _quicksort_idx(floating* s, index_t* x, Py_ssize_t lo, Py_ssize
 
 cdef inline void sort_by_index(floating* s, index_t* x, Py_ssize_t n) noexcept nogil:
     """Sort ``n`` pairs by ascending index (indices distinct; introsort)."""
-    cdef int depth = 2
-    cdef Py_ssize_t m = n
-    while m > 1:
-        depth += 2
-        m >>= 1
-    _quicksort_idx(s, x, 0, n - 1, depth)
+    _quicksort_idx(s, x, 0, n - 1, depth_limit(n))
 
 
 cdef inline Py_ssize_t _run_end(const index_t* x, Py_ssize_t i, Py_ssize_t n) noexcept nogil:

@@ -461,3 +461,16 @@ def load_outcome(load: Callable[[str], Any], path: str, damage: str) -> tuple[bo
         CASES["errors"] += 1
         assert path in str(e), f"{type(e).__name__}({e!s}) does not name the file {path}"
         return False, e
+
+
+def check_cli_outcome(rc: int, err: str, bad: str) -> None:
+    """A CLI run on a hostile file: exit 0 (still a valid input), or 1/2 with a message on
+    stderr, and for 1 (a data error) one that names the file and holds no traceback."""
+    if rc == 0:
+        return
+    CASES["errors"] += 1
+    assert rc in (1, 2), (rc, err)
+    assert err.strip(), "no message on stderr"
+    if rc == 1:
+        assert os.path.basename(bad) in err, err
+        assert "Traceback" not in err, err
